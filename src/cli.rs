@@ -1,0 +1,348 @@
+//! The `candor` command line: clap structs, each option also readable from a
+//! `CANDOR_*` environment variable, and the dispatch to the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::data::{self, FieldNames, SplitFractions};
+use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
+use crate::train::{self, DataSource, ModelSettings, Optimisation, TrainSettings};
+use crate::uncertainty::{self, evaluate, McSummary};
+
+/// Text classification that knows when it does not know.
+#[derive(Debug, Parser)]
+#[command(name = "candor", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Compute threads for the model (candle/rayon); defaults to the number of cores.
+    #[arg(long, env = "CANDOR_THREADS", global = true)]
+    pub threads: Option<usize>,
+    /// Log line format.
+    #[arg(long, env = "CANDOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a classifier from labelled data and write a model directory.
+    Train(Box<TrainArgs>),
+    /// Evaluate a model on labelled data: deterministic, temperature-scaled and MC dropout.
+    Eval(EvalArgs),
+    /// Classify texts given on the command line (or one per line on stdin with `-`).
+    Predict(PredictArgs),
+}
+
+/// Which fields of a data file hold the text and the label.
+#[derive(Debug, Clone, Args)]
+pub struct FieldArgs {
+    /// Field (JSONL key or CSV/TSV column) holding the text.
+    #[arg(long, env = "CANDOR_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Field holding the label (a string or an integer).
+    #[arg(long, env = "CANDOR_LABEL_FIELD", default_value = "label")]
+    pub label_field: String,
+}
+
+impl FieldArgs {
+    fn names(&self) -> FieldNames {
+        FieldNames {
+            text: self.text_field.clone(),
+            label: self.label_field.clone(),
+        }
+    }
+}
+
+/// Options of `candor train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled data: JSONL, CSV or TSV with a header.
+    #[arg(long, env = "CANDOR_DATA")]
+    pub data: PathBuf,
+    /// Explicit validation file (otherwise split from --data).
+    #[arg(long, env = "CANDOR_VAL")]
+    pub val: Option<PathBuf>,
+    /// Explicit test file (otherwise split from --data).
+    #[arg(long, env = "CANDOR_TEST")]
+    pub test: Option<PathBuf>,
+    /// Extra labelled files added to the training split only (e.g. exported corrections); repeatable.
+    #[arg(long)]
+    pub extra: Vec<PathBuf>,
+    /// Output model directory.
+    #[arg(long, env = "CANDOR_OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+    /// Start from a Hugging Face BERT checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, env = "CANDOR_INIT_FROM")]
+    pub init_from: Option<PathBuf>,
+    /// Fraction of --data held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Fraction of --data held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    pub test_fraction: f64,
+    /// Encoder layers.
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Hidden size.
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Attention heads (must divide --hidden).
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Feed-forward size.
+    #[arg(long, default_value_t = 512)]
+    pub intermediate: usize,
+    /// Position-embedding rows (at least --max-length).
+    #[arg(long, default_value_t = 128)]
+    pub max_positions: usize,
+    /// WordPiece vocabulary size.
+    #[arg(long, default_value_t = 8000)]
+    pub vocab_size: usize,
+    /// Longest tokenized input; longer texts are truncated.
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Dropout on embeddings, attention output and feed-forward output (BERT's hidden_dropout_prob).
+    #[arg(long, default_value_t = 0.1)]
+    pub hidden_dropout: f64,
+    /// Dropout on attention probabilities (attention_probs_dropout_prob).
+    #[arg(long, default_value_t = 0.1)]
+    pub attention_dropout: f64,
+    /// Dropout on the classifier input (classifier_dropout).
+    #[arg(long, default_value_t = 0.1)]
+    pub classifier_dropout: f64,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// Fraction of steps spent on linear warm-up.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// AdamW weight decay (not applied to biases and LayerNorm).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Gradient-norm clipping threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Early-stopping patience in epochs.
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    /// Seed of splits, initial weights, batch order and dropout.
+    #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// MC-dropout samples for the metrics written beside the model (0 to skip).
+    #[arg(long, default_value_t = 30)]
+    pub mc_samples: usize,
+    /// Log lines instead of a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The library's view of these options.
+    pub fn settings(&self) -> TrainSettings {
+        TrainSettings {
+            data: DataSource {
+                train: self.data.clone(),
+                val: self.val.clone(),
+                test: self.test.clone(),
+                extra: self.extra.clone(),
+                fields: self.fields.names(),
+                split: SplitFractions {
+                    val: self.val_fraction,
+                    test: self.test_fraction,
+                },
+            },
+            out: self.out.clone(),
+            model: ModelSettings {
+                sizes: ArchitectureSizes {
+                    layers: self.layers,
+                    hidden: self.hidden,
+                    heads: self.heads,
+                    intermediate: self.intermediate,
+                    max_positions: self.max_positions,
+                },
+                dropout: DropoutRates {
+                    hidden: self.hidden_dropout,
+                    attention: self.attention_dropout,
+                    classifier: self.classifier_dropout,
+                },
+                vocab_size: self.vocab_size,
+                max_length: self.max_length,
+            },
+            optimisation: Optimisation {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                warmup_fraction: self.warmup,
+                weight_decay: self.weight_decay,
+                max_grad_norm: self.max_grad_norm,
+                patience: self.patience,
+                seed: self.seed,
+            },
+            init_from: self.init_from.clone(),
+            mc_samples: self.mc_samples,
+            quiet: self.quiet,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// Options of `candor eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long, env = "CANDOR_MODEL")]
+    pub model: PathBuf,
+    /// Labelled data to evaluate on.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+    /// MC-dropout samples per input (0 skips MC dropout).
+    #[arg(long, default_value_t = 30)]
+    pub mc_samples: usize,
+    /// Seed of the MC-dropout masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `candor predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model directory.
+    #[arg(long, env = "CANDOR_MODEL")]
+    pub model: PathBuf,
+    /// Texts to classify; `-` reads one text per line from stdin.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    /// Also run MC dropout with this many samples and report uncertainty.
+    #[arg(long, default_value_t = 0)]
+    pub mc_samples: usize,
+    /// Seed of the MC-dropout masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let settings = args.settings();
+            let outcome = train::train(&settings)?;
+            eprintln!(
+                "wrote {} (best epoch {}, temperature {:.3}, {:.0} examples/s)",
+                train::describe(&settings.out),
+                outcome.best_epoch,
+                outcome.temperature,
+                outcome.examples_per_second
+            );
+            Ok(())
+        }
+        Command::Eval(args) => run_eval(&args),
+        Command::Predict(args) => run_predict(&args),
+    }
+}
+
+fn load(model: &std::path::Path) -> anyhow::Result<Classifier> {
+    Classifier::load(model).with_context(|| format!("loading model {}", model.display()))
+}
+
+fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let classifier = load(&args.model)?;
+    let examples = data::read_examples(&args.data, &args.fields.names())?;
+    let report = evaluate::evaluate(&classifier, &examples, args.mc_samples, args.seed)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("{} examples from {}", examples.len(), args.data.display());
+    println!("{:<28} {:>9} {:>9} {:>8} {:>8} {:>8}", "predictor", "accuracy", "macro-F1", "NLL", "Brier", "ECE");
+    let mut rows = vec![
+        ("deterministic".to_string(), &report.deterministic),
+        (format!("temperature {:.3}", classifier.config.candor.temperature), &report.temperature_scaled),
+    ];
+    if let Some(mc) = &report.mc_dropout {
+        rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
+    }
+    for (name, r) in rows {
+        println!(
+            "{:<28} {:>8.2}% {:>9.4} {:>8.4} {:>8.4} {:>8.4}",
+            name,
+            r.accuracy * 100.0,
+            r.macro_f1,
+            r.nll,
+            r.brier,
+            r.ece
+        );
+    }
+    Ok(())
+}
+
+/// One line of `candor predict` output.
+#[derive(Debug, Serialize)]
+struct PredictionLine<'a> {
+    text: &'a str,
+    label: &'a str,
+    score: f32,
+    scores: Vec<(&'a str, f32)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uncertainty: Option<McSummary>,
+}
+
+fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
+    let classifier = load(&args.model)?;
+    let texts: Vec<String> = if args.texts == ["-"] {
+        std::io::stdin().lines().collect::<Result<_, _>>().context("reading stdin")?
+    } else {
+        args.texts.clone()
+    };
+    let rows = classifier.encoder.encode_all(&texts)?;
+    let logits = classifier.logits_for_all(&rows, 64)?;
+    let mc = if args.mc_samples > 0 {
+        let samples = uncertainty::sample_probabilities(&classifier, &rows, args.mc_samples, args.seed, 512)?;
+        samples.iter().map(|s| Some(uncertainty::summarize(s))).collect()
+    } else {
+        vec![None; texts.len()]
+    };
+    for ((text, logits), summary) in texts.iter().zip(&logits).zip(mc) {
+        let probs = match &summary {
+            Some(s) => s.mean.clone(),
+            None => softmax(logits, classifier.config.candor.temperature),
+        };
+        let mut scores: Vec<(&str, f32)> = classifier.labels.iter().map(String::as_str).zip(probs).collect();
+        scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let line = PredictionLine {
+            text,
+            label: scores[0].0,
+            score: scores[0].1,
+            scores,
+            uncertainty: summary,
+        };
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(())
+}

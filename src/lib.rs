@@ -1,0 +1,24 @@
+//! candor: text classification that knows when it does not know.
+//!
+//! A tour of the modules:
+//! - [`data`] reads labelled files (JSONL, CSV, TSV), validates them and makes
+//!   seeded, stratified, duplicate-safe splits.
+//! - [`model`] is the BERT encoder with real, seedable dropout, its Hugging Face
+//!   config and tokenizer, and loading/saving a model directory. It knows
+//!   nothing of HTTP or databases.
+//! - [`train`] is the offline training loop: AdamW with warm-up and decay,
+//!   clipping, early stopping, temperature fitting and the artifacts written
+//!   beside the model.
+//! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries and
+//!   measures calibration.
+//! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
+//! - [`rng`] is the seeded generator behind every random choice.
+//! - [`cli`] holds the command-line options of the `candor` binary.
+
+pub mod charts;
+pub mod cli;
+pub mod data;
+pub mod model;
+pub mod rng;
+pub mod train;
+pub mod uncertainty;

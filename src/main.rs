@@ -1,0 +1,28 @@
+//! The `candor` binary: parse the command line, set up logging and threads, run.
+
+use clap::Parser;
+
+use candor::cli::{Cli, LogFormat};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // candle's CPU kernels size their rayon pool from this variable; set it
+        // before any tensor work starts, while the process is single-threaded.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    init_tracing(cli.log_format);
+    candor::cli::run(cli)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,154 @@
+//! What training leaves beside the model: the fitted temperature, `metrics.json`,
+//! `training_curves.png`, `reliability.png` and a model card `README.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::temperature::fit_temperature;
+use super::{Fitted, TrainOutcome, TrainSettings};
+use crate::charts::{self, EpochPoint};
+use crate::data::Splits;
+use crate::model::{self, Classifier};
+use crate::uncertainty::evaluate::{evaluate, predict_all, report, targets, EvalReport, PredictorOutputs};
+use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
+
+/// The contents of `metrics.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingMetrics {
+    /// Label names in class order.
+    pub labels: Vec<String>,
+    /// Examples per split.
+    pub examples: SplitSizes,
+    /// Epochs run and the one kept.
+    pub epochs_run: usize,
+    /// 1-based epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Per-epoch losses and accuracies (dropout off).
+    pub history: Vec<EpochPoint>,
+    /// Fitted softmax temperature.
+    pub temperature: f64,
+    /// Optimisation throughput, examples per second.
+    pub train_examples_per_second: f64,
+    /// Metrics on the training split (deterministic only: MC over it costs T passes for nothing).
+    pub train: EvalReport,
+    /// Metrics on the validation split (the temperature was fitted here).
+    pub val: EvalReport,
+    /// Metrics on the held-out test split.
+    pub test: EvalReport,
+    /// The command that trained the model.
+    pub command: String,
+}
+
+/// Examples per split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitSizes {
+    /// Training examples.
+    pub train: usize,
+    /// Validation examples.
+    pub val: usize,
+    /// Test examples.
+    pub test: usize,
+}
+
+/// Seed of the MC-dropout evaluation, fixed so `metrics.json` is reproducible.
+const EVAL_SEED: u64 = 0;
+
+/// Fits the temperature, evaluates and writes the artifacts into `dir`.
+pub fn finish(dir: &Path, settings: &TrainSettings, splits: &Splits, fitted: Fitted) -> anyhow::Result<TrainOutcome> {
+    let mut classifier = Classifier::load(dir)?;
+    let val_targets = targets(&classifier, &splits.val)?;
+    let val_texts: Vec<String> = splits.val.iter().map(|e| e.text.clone()).collect();
+    let val_logits = predict_all(&classifier, &val_texts, 0, EVAL_SEED)?.logits;
+    let temperature = fit_temperature(&val_logits, &val_targets);
+    classifier.config.candor.temperature = temperature;
+    model::write_config(dir, &classifier.config)?;
+
+    let mc = settings.mc_samples;
+    let train = evaluate(&classifier, &splits.train, 0, EVAL_SEED)?;
+    let val = evaluate(&classifier, &splits.val, mc, EVAL_SEED)?;
+    let held_out = if splits.test.is_empty() { &splits.val } else { &splits.test };
+    let held_out_targets = targets(&classifier, held_out)?;
+    let texts: Vec<String> = held_out.iter().map(|e| e.text.clone()).collect();
+    let held_out_outputs = predict_all(&classifier, &texts, mc, EVAL_SEED)?;
+    let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
+    let metrics = TrainingMetrics {
+        labels: classifier.labels.clone(),
+        examples: SplitSizes { train: splits.train.len(), val: splits.val.len(), test: splits.test.len() },
+        epochs_run: fitted.history.len(),
+        best_epoch: fitted.best_epoch,
+        history: fitted.history.clone(),
+        temperature,
+        train_examples_per_second: fitted.examples_per_second,
+        train,
+        val,
+        test,
+        command: settings.command.clone(),
+    };
+    let path = dir.join("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    draw_pictures(dir, &held_out_outputs, &held_out_targets, &metrics)?;
+    let card = dir.join("README.md");
+    std::fs::write(&card, model_card(&classifier, settings, &metrics))
+        .with_context(|| format!("writing {}", card.display()))?;
+    Ok(TrainOutcome {
+        history: fitted.history,
+        best_epoch: fitted.best_epoch,
+        examples_per_second: fitted.examples_per_second,
+        temperature,
+    })
+}
+
+fn draw_pictures(dir: &Path, outputs: &PredictorOutputs, y: &[usize], metrics: &TrainingMetrics) -> anyhow::Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    charts::training_curves(&dir.join("training_curves.png"), &format!("{name}: training curves"), &metrics.history)?;
+    let det = reliability_bins(&outputs.deterministic, y, ECE_BINS);
+    let cal = reliability_bins(&outputs.calibrated, y, ECE_BINS);
+    let det_name = format!("deterministic (ECE {:.3})", metrics.test.deterministic.ece);
+    let cal_name = format!("temperature {:.2} (ECE {:.3})", metrics.temperature, metrics.test.temperature_scaled.ece);
+    let mut series: Vec<(&str, &[crate::uncertainty::metrics::ReliabilityBin])> =
+        vec![(det_name.as_str(), &det), (cal_name.as_str(), &cal)];
+    let mc_bins;
+    let mc_name;
+    if let (Some(p), Some(report)) = (&outputs.mc_dropout, &metrics.test.mc_dropout) {
+        mc_bins = reliability_bins(p, y, ECE_BINS);
+        mc_name = format!("MC dropout T={} (ECE {:.3})", metrics.test.mc_samples, report.ece);
+        series.push((mc_name.as_str(), &mc_bins));
+    }
+    charts::reliability_diagram(&dir.join("reliability.png"), &format!("{name}: reliability on the test split"), &series)?;
+    Ok(())
+}
+
+fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMetrics) -> String {
+    let c = &classifier.config;
+    let mut s = String::new();
+    let name = settings.out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let _ = writeln!(s, "# {name}\n");
+    let _ = writeln!(s, "A BERT-style sequence classifier trained by candor. Labels: {}.\n", m.labels.join(", "));
+    let _ = writeln!(s, "## Data\n");
+    let _ = writeln!(s, "Source: `{}`; {} training, {} validation, {} test examples.\n", settings.data.train.display(), m.examples.train, m.examples.val, m.examples.test);
+    let _ = writeln!(s, "## Command\n\n```\n{}\n```\n", m.command);
+    let _ = writeln!(s, "## Architecture\n");
+    let _ = writeln!(
+        s,
+        "{} layers, hidden {}, {} heads, feed-forward {}, vocabulary {}, max length {}; dropout hidden {}, attention {}, classifier {}. Best epoch {} of {}; temperature {:.3}; {:.0} training examples/s.\n",
+        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.vocab_size, c.candor.max_length,
+        c.hidden_dropout_prob, c.attention_probs_dropout_prob, c.classifier_dropout_rate(), m.best_epoch, m.epochs_run, m.temperature, m.train_examples_per_second
+    );
+    let _ = writeln!(s, "## Metrics\n");
+    let _ = writeln!(s, "| split | predictor | accuracy | macro-F1 | NLL | Brier | ECE |\n|---|---|---|---|---|---|---|");
+    for (split, report) in [("train", &m.train), ("validation", &m.val), ("test", &m.test)] {
+        let mut rows = vec![("deterministic".to_string(), &report.deterministic), ("temperature-scaled".to_string(), &report.temperature_scaled)];
+        if let Some(mc) = &report.mc_dropout {
+            rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
+        }
+        for (predictor, r) in rows {
+            let _ = writeln!(s, "| {split} | {predictor} | {:.2}% | {:.4} | {:.4} | {:.4} | {:.4} |", r.accuracy * 100.0, r.macro_f1, r.nll, r.brier, r.ece);
+        }
+    }
+    let _ = writeln!(s, "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)");
+    s
+}

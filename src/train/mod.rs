@@ -1,0 +1,554 @@
+//! Offline training: data → tokenizer → BERT with dropout → AdamW with
+//! warm-up/decay and clipping → early stopping on validation loss →
+//! temperature scaling → a model directory with metrics, pictures and a card.
+
+pub mod artifacts;
+pub mod schedule;
+pub mod temperature;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::charts::EpochPoint;
+use crate::data::{self, Example, FieldNames, SplitFractions, Splits};
+use crate::model::{
+    self, ArchitectureSizes, BertClassifier, BertConfig, DropoutMode, DropoutRates, Kernels,
+    TextEncoder, TokenBatch,
+};
+use crate::rng::{mix, SeededRng};
+use schedule::LinearSchedule;
+
+/// Where the labelled examples come from.
+#[derive(Debug, Clone)]
+pub struct DataSource {
+    /// The main labelled file; split into train/validation/test unless those are given.
+    pub train: PathBuf,
+    /// An explicit validation file.
+    pub val: Option<PathBuf>,
+    /// An explicit test file.
+    pub test: Option<PathBuf>,
+    /// Further labelled files (e.g. exported corrections) added to the training split only.
+    pub extra: Vec<PathBuf>,
+    /// Field names of text and label.
+    pub fields: FieldNames,
+    /// Validation and test fractions when splitting.
+    pub split: SplitFractions,
+}
+
+/// The model to build when not starting from a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSettings {
+    /// Layers, widths, heads and positions.
+    pub sizes: ArchitectureSizes,
+    /// Dropout rates at BERT's sites.
+    pub dropout: DropoutRates,
+    /// Target WordPiece vocabulary size.
+    pub vocab_size: usize,
+    /// Longest tokenized input, `[CLS]` and `[SEP]` included.
+    pub max_length: usize,
+}
+
+/// How the weights are optimised.
+#[derive(Debug, Clone, Copy)]
+pub struct Optimisation {
+    /// Maximum number of passes over the training split.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak AdamW learning rate.
+    pub learning_rate: f64,
+    /// Fraction of all steps spent warming up.
+    pub warmup_fraction: f64,
+    /// Decoupled weight decay, applied to weight matrices and embeddings (not biases or LayerNorm).
+    pub weight_decay: f64,
+    /// Gradients are rescaled so their global L2 norm is at most this.
+    pub max_grad_norm: f64,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Seeds splitting, initial weights, batch order and dropout masks.
+    pub seed: u64,
+}
+
+/// Everything `candor train` needs.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    /// The data.
+    pub data: DataSource,
+    /// The model directory to write.
+    pub out: PathBuf,
+    /// Architecture, used when `init_from` is absent.
+    pub model: ModelSettings,
+    /// Optimiser settings.
+    pub optimisation: Optimisation,
+    /// A Hugging Face BERT checkpoint to fine-tune instead of starting from scratch.
+    pub init_from: Option<PathBuf>,
+    /// MC-dropout samples used for the metrics written beside the model.
+    pub mc_samples: usize,
+    /// Logs instead of a progress bar.
+    pub quiet: bool,
+    /// The command line, recorded in the model card.
+    pub command: String,
+}
+
+/// Per-epoch record plus what the run achieved.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// One point per epoch run.
+    pub history: Vec<EpochPoint>,
+    /// The epoch (1-based) whose weights were kept.
+    pub best_epoch: usize,
+    /// Training examples processed per second (optimisation steps only).
+    pub examples_per_second: f64,
+    /// The fitted temperature.
+    pub temperature: f64,
+}
+
+/// Reads and splits the data as the settings say.
+pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
+    let main = data::read_examples(&source.train, &source.fields)?;
+    let mut splits = match (&source.val, &source.test) {
+        (Some(val), Some(test)) => Splits {
+            train: main,
+            val: data::read_examples(val, &source.fields)?,
+            test: data::read_examples(test, &source.fields)?,
+        },
+        (Some(val), None) => {
+            let s = data::split(main, SplitFractions { val: 0.0, ..source.split }, seed)?;
+            Splits { val: data::read_examples(val, &source.fields)?, ..s }
+        }
+        (None, Some(test)) => {
+            let s = data::split(main, SplitFractions { test: 0.0, ..source.split }, seed)?;
+            Splits { test: data::read_examples(test, &source.fields)?, ..s }
+        }
+        (None, None) => data::split(main, source.split, seed)?,
+    };
+    for extra in &source.extra {
+        splits.train.extend(data::read_examples(extra, &source.fields)?);
+    }
+    if splits.val.is_empty() {
+        bail!("the validation split is empty: give more data, a larger --val-fraction or a --val file");
+    }
+    Ok(splits)
+}
+
+/// Trains a classifier and writes its model directory.
+pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
+    let opt = settings.optimisation;
+    let splits = load_splits(&settings.data, opt.seed)?;
+    let labels = data::label_names(&splits.train)?;
+    check_labels_known(&labels, &splits.val, "validation")?;
+    check_labels_known(&labels, &splits.test, "test")?;
+    let device = Device::Cpu;
+    let (encoder, config, initial) = prepare_model(settings, &labels, &splits.train, &device)?;
+    let varmap = initial_parameters(&config, initial, opt.seed, &device)?;
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let training_net = BertClassifier::load(vb.clone(), &config, Kernels::Differentiable)?;
+    let eval_net = BertClassifier::load(vb, &config, Kernels::Fast)?;
+
+    let train_set = EncodedSet::new(&encoder, &splits.train, &labels)?;
+    let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
+    let mut run = Run::new(&varmap, &training_net, &eval_net, &encoder, settings)?;
+    let fitted = run.fit(&train_set, &val_set)?;
+
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("creating {}", settings.out.display()))?;
+    encoder.save(&settings.out.join(model::TOKENIZER_FILE))?;
+    model::write_weights(&settings.out, &tensors_of(&varmap)?)?;
+    model::write_config(&settings.out, &config)?;
+
+    let outcome = artifacts::finish(&settings.out, settings, &splits, fitted)?;
+    Ok(outcome)
+}
+
+fn check_labels_known(labels: &[String], examples: &[Example], split: &str) -> anyhow::Result<()> {
+    if let Some(e) = examples.iter().find(|e| !labels.contains(&e.label)) {
+        bail!(
+            "the {split} split has label '{}', which the training split lacks (labels: {})",
+            e.label,
+            labels.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The tokenizer, configuration and any pretrained weights to start from.
+fn prepare_model(
+    settings: &TrainSettings,
+    labels: &[String],
+    train: &[Example],
+    device: &Device,
+) -> anyhow::Result<(TextEncoder, BertConfig, HashMap<String, Tensor>)> {
+    let m = settings.model;
+    if let Some(dir) = &settings.init_from {
+        let mut config: BertConfig = {
+            let path = dir.join(model::CONFIG_FILE);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        };
+        config.set_labels(labels);
+        config.hidden_dropout_prob = m.dropout.hidden;
+        config.attention_probs_dropout_prob = m.dropout.attention;
+        config.classifier_dropout = Some(m.dropout.classifier);
+        config.candor.max_length = m.max_length.min(config.max_position_embeddings);
+        config.candor.temperature = 1.0;
+        config.validate()?;
+        let encoder = TextEncoder::load(&dir.join(model::TOKENIZER_FILE), config.candor.max_length)?;
+        let (mut weights, _) = model::read_weights(dir, device)?;
+        weights.retain(|name, _| !name.starts_with("classifier."));
+        return Ok((encoder, config, weights));
+    }
+    let texts: Vec<String> = train.iter().map(|e| e.text.clone()).collect();
+    let encoder = TextEncoder::train(&texts, m.vocab_size, m.max_length)?;
+    let sizes = ArchitectureSizes {
+        max_positions: m.sizes.max_positions.max(m.max_length),
+        ..m.sizes
+    };
+    let mut config = BertConfig::new(encoder.vocab_size(), sizes, m.dropout, labels);
+    config.candor.max_length = m.max_length;
+    config.validate()?;
+    Ok((encoder, config, HashMap::new()))
+}
+
+/// Creates every parameter: from `initial` where it has the tensor, else
+/// BERT's initialisation (normal(0, initializer_range) weights, zero biases,
+/// unit LayerNorm scales) from the seeded generator.
+fn initial_parameters(
+    config: &BertConfig,
+    mut initial: HashMap<String, Tensor>,
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<VarMap> {
+    let varmap = VarMap::new();
+    // Building the network through a VarMap-backed builder registers every parameter.
+    BertClassifier::load(VarBuilder::from_varmap(&varmap, DType::F32, device), config, Kernels::Fast)?;
+    let mut rng = SeededRng::new(mix(seed, 0x1417));
+    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let mut fresh = Vec::new();
+    for name in names {
+        let var = &vars[name];
+        let value = match initial.remove(name.as_str()) {
+            Some(t) if t.shape() == var.shape() => t,
+            Some(t) => bail!(
+                "checkpoint tensor {name} has shape {:?}, the model needs {:?}",
+                t.dims(),
+                var.dims()
+            ),
+            None => {
+                fresh.push(name.clone());
+                fresh_tensor(name, var.dims(), config.initializer_range, &mut rng, device)?
+            }
+        };
+        var.set(&value)?;
+    }
+    if !initial.is_empty() {
+        let mut unused: Vec<_> = initial.keys().cloned().collect();
+        unused.sort();
+        tracing::warn!(tensors = ?unused, "checkpoint tensors the model does not use");
+    }
+    tracing::debug!(tensors = ?fresh, "freshly initialised");
+    drop(vars);
+    Ok(varmap)
+}
+
+fn fresh_tensor(
+    name: &str,
+    dims: &[usize],
+    std: f64,
+    rng: &mut SeededRng,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    if name.ends_with("LayerNorm.weight") {
+        return Tensor::ones(dims, DType::F32, device);
+    }
+    if name.ends_with(".bias") {
+        return Tensor::zeros(dims, DType::F32, device);
+    }
+    let n: usize = dims.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| (rng.normal() * std) as f32).collect();
+    Tensor::from_vec(values, dims, device)
+}
+
+/// A copy of every parameter, by name.
+fn tensors_of(varmap: &VarMap) -> anyhow::Result<HashMap<String, Tensor>> {
+    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+    let mut out = HashMap::with_capacity(vars.len());
+    for (name, var) in vars.iter() {
+        out.insert(name.clone(), var.as_tensor().copy()?);
+    }
+    Ok(out)
+}
+
+/// Tokenized examples with their class indices.
+pub struct EncodedSet {
+    /// Token ids per example.
+    pub rows: Vec<Vec<u32>>,
+    /// Class index per example.
+    pub targets: Vec<u32>,
+}
+
+impl EncodedSet {
+    /// Tokenizes `examples` against the label order `labels`.
+    pub fn new(encoder: &TextEncoder, examples: &[Example], labels: &[String]) -> anyhow::Result<Self> {
+        let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+        let targets = examples
+            .iter()
+            .map(|e| labels.iter().position(|l| *l == e.label).map(|i| i as u32))
+            .collect::<Option<Vec<_>>>()
+            .context("an example has a label outside the label set")?;
+        Ok(Self {
+            rows: encoder.encode_all(&texts)?,
+            targets,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// The best weights seen and the record of the run.
+pub struct Fitted {
+    /// One point per epoch.
+    pub history: Vec<EpochPoint>,
+    /// 1-based epoch of the kept weights.
+    pub best_epoch: usize,
+    /// Optimisation throughput.
+    pub examples_per_second: f64,
+}
+
+/// One training run's moving parts.
+struct Run<'a> {
+    varmap: &'a VarMap,
+    training_net: &'a BertClassifier,
+    eval_net: &'a BertClassifier,
+    pad_id: u32,
+    settings: &'a TrainSettings,
+    decayed: AdamW,
+    not_decayed: AdamW,
+    device: Device,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        varmap: &'a VarMap,
+        training_net: &'a BertClassifier,
+        eval_net: &'a BertClassifier,
+        encoder: &TextEncoder,
+        settings: &'a TrainSettings,
+    ) -> anyhow::Result<Self> {
+        let opt = settings.optimisation;
+        let (decay, no_decay) = {
+            let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+            let mut named: Vec<(&String, &Var)> = vars.iter().collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            let (d, n): (Vec<_>, Vec<_>) = named
+                .into_iter()
+                .partition(|(name, _)| !name.ends_with(".bias") && !name.contains("LayerNorm"));
+            (
+                d.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+                n.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+            )
+        };
+        let params = |weight_decay| ParamsAdamW {
+            lr: opt.learning_rate,
+            weight_decay,
+            ..ParamsAdamW::default()
+        };
+        Ok(Self {
+            varmap,
+            training_net,
+            eval_net,
+            pad_id: encoder.pad_id(),
+            settings,
+            decayed: AdamW::new(decay, params(opt.weight_decay))?,
+            not_decayed: AdamW::new(no_decay, params(0.0))?,
+            device: Device::Cpu,
+        })
+    }
+
+    fn fit(&mut self, train: &EncodedSet, val: &EncodedSet) -> anyhow::Result<Fitted> {
+        let opt = self.settings.optimisation;
+        let steps_per_epoch = train.len().div_ceil(opt.batch_size);
+        let total_steps = steps_per_epoch * opt.epochs;
+        let schedule = LinearSchedule {
+            peak: opt.learning_rate,
+            warmup_steps: (total_steps as f64 * opt.warmup_fraction).round() as usize,
+            total_steps,
+        };
+        let mut rng = SeededRng::new(mix(opt.seed, 0xBA7C));
+        let mut history = Vec::new();
+        let (mut best_loss, mut best_epoch, mut best) = (f64::INFINITY, 0, None);
+        let (mut step, mut examples, mut seconds) = (0usize, 0usize, 0f64);
+        for epoch in 1..=opt.epochs {
+            let bar = self.progress_bar(epoch, steps_per_epoch);
+            let started = Instant::now();
+            let batches = length_bucketed_batches(&train.rows, opt.batch_size, &mut rng);
+            let mut running = 0f64;
+            for (i, batch) in batches.iter().enumerate() {
+                let lr = schedule.rate(step);
+                let loss = self.step(train, batch, lr, mix(opt.seed, step as u64))?;
+                running += loss;
+                step += 1;
+                examples += batch.len();
+                bar.inc(1);
+                bar.set_message(format!("loss {:.4} lr {lr:.2e}", running / (i + 1) as f64));
+            }
+            seconds += started.elapsed().as_secs_f64();
+            bar.finish_and_clear();
+            let (train_loss, train_accuracy) = self.measure(train)?;
+            let (val_loss, val_accuracy) = self.measure(val)?;
+            let point = EpochPoint { epoch, train_loss, val_loss, train_accuracy, val_accuracy };
+            let improved = val_loss < best_loss - 1e-4;
+            self.report_epoch(&point, examples as f64 / seconds, improved);
+            history.push(point);
+            if improved {
+                (best_loss, best_epoch) = (val_loss, epoch);
+                best = Some(tensors_of(self.varmap)?);
+            } else if epoch - best_epoch >= opt.patience {
+                tracing::info!(epoch, best_epoch, "early stopping: validation loss stopped improving");
+                break;
+            }
+        }
+        if let Some(best) = best {
+            self.restore(&best)?;
+        }
+        Ok(Fitted {
+            history,
+            best_epoch,
+            examples_per_second: examples as f64 / seconds.max(1e-9),
+        })
+    }
+
+    /// One optimisation step; returns the batch loss.
+    fn step(&mut self, set: &EncodedSet, batch: &[usize], lr: f64, step_key: u64) -> anyhow::Result<f64> {
+        let rows: Vec<&[u32]> = batch.iter().map(|&i| set.rows[i].as_slice()).collect();
+        let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+        let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
+        let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
+        let targets = Tensor::new(targets.as_slice(), &self.device)?;
+        let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let mut grads = loss.backward()?;
+        clip_gradients(&mut grads, self.varmap, self.settings.optimisation.max_grad_norm)?;
+        self.decayed.set_learning_rate(lr);
+        self.not_decayed.set_learning_rate(lr);
+        self.decayed.step(&grads)?;
+        self.not_decayed.step(&grads)?;
+        Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    /// Loss and accuracy of the deterministic model (dropout off) on a set.
+    fn measure(&self, set: &EncodedSet) -> anyhow::Result<(f64, f64)> {
+        let (mut loss, mut correct) = (0f64, 0usize);
+        let order = model::by_length(&set.rows);
+        for chunk in order.chunks(128) {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| set.rows[i].as_slice()).collect();
+            let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+            let logits = self.eval_net.forward(&tokens, DropoutMode::Off)?.detach();
+            let targets: Vec<u32> = chunk.iter().map(|&i| set.targets[i]).collect();
+            let targets_t = Tensor::new(targets.as_slice(), &self.device)?;
+            let batch_loss = candle_nn::loss::cross_entropy(&logits, &targets_t)?.to_scalar::<f32>()?;
+            loss += batch_loss as f64 * chunk.len() as f64;
+            let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
+            correct += predicted.iter().zip(&targets).filter(|(p, t)| p == t).count();
+        }
+        let n = set.len().max(1) as f64;
+        Ok((loss / n, correct as f64 / n))
+    }
+
+    fn restore(&self, best: &HashMap<String, Tensor>) -> anyhow::Result<()> {
+        let vars = self.varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+        for (name, var) in vars.iter() {
+            if let Some(t) = best.get(name) {
+                var.set(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn progress_bar(&self, epoch: usize, steps: usize) -> ProgressBar {
+        if self.settings.quiet {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(steps as u64);
+        let style = ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(format!("{epoch}/{}", self.settings.optimisation.epochs));
+        bar
+    }
+
+    fn report_epoch(&self, p: &EpochPoint, examples_per_second: f64, improved: bool) {
+        let line = format!(
+            "epoch {:>2}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% | {:.0} examples/s{}",
+            p.epoch,
+            p.train_loss,
+            p.train_accuracy * 100.0,
+            p.val_loss,
+            p.val_accuracy * 100.0,
+            examples_per_second,
+            if improved { " (best so far)" } else { "" }
+        );
+        if self.settings.quiet {
+            tracing::info!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Rescales gradients in place so that their global L2 norm is at most `max_norm`.
+fn clip_gradients(grads: &mut GradStore, varmap: &VarMap, max_norm: f64) -> anyhow::Result<f64> {
+    let vars = varmap.all_vars();
+    let mut squared = 0f64;
+    for var in &vars {
+        if let Some(g) = grads.get(var) {
+            squared += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = squared.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for var in &vars {
+            if let Some(g) = grads.get(var) {
+                let scaled = (g * scale)?;
+                grads.insert(var, scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Batches of similar length: shuffle, sort pools of 50 batches by length,
+/// cut into batches, shuffle the batch order. Padding stays small while every
+/// epoch still sees a different order.
+pub fn length_bucketed_batches(rows: &[Vec<u32>], batch_size: usize, rng: &mut SeededRng) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    rng.shuffle(&mut order);
+    let mut batches = Vec::new();
+    for pool in order.chunks(batch_size * 50) {
+        let mut pool = pool.to_vec();
+        pool.sort_by_key(|&i| rows[i].len());
+        batches.extend(pool.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    rng.shuffle(&mut batches);
+    batches
+}
+
+/// Paths of the model directory's files, for messages.
+pub fn describe(dir: &Path) -> String {
+    format!("{} (config.json, model.safetensors, tokenizer.json, metrics.json)", dir.display())
+}

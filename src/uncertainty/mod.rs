@@ -1,0 +1,184 @@
+//! Monte-Carlo dropout: drawing samples and summarising them, and the metrics
+//! that say how good the resulting probabilities are.
+//!
+//! The summary follows Gal & Ghahramani (2016) and BALD (Houlsby et al., 2011):
+//! the predictive distribution is the mean of the per-sample softmax
+//! probabilities (never of logits); entropies are in nats with 0·log 0 = 0;
+//! mutual information = predictive entropy − expected entropy, clamped at 0.
+
+pub mod evaluate;
+pub mod metrics;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{by_length, softmax, Classifier, DropoutMode, ModelError};
+use crate::rng::mix;
+
+/// What T stochastic forward passes say about one input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McSummary {
+    /// Mean probability per class over the samples.
+    pub mean: Vec<f32>,
+    /// Standard deviation per class over the samples (T−1 denominator; 0 when T = 1).
+    pub std: Vec<f32>,
+    /// Entropy of the mean distribution: total uncertainty.
+    pub predictive_entropy: f64,
+    /// Mean entropy of the samples: aleatoric (data) uncertainty.
+    pub expected_entropy: f64,
+    /// Predictive − expected entropy, clamped at 0: epistemic (model) uncertainty (BALD).
+    pub mutual_information: f64,
+    /// Fraction of samples whose argmax is not the modal class.
+    pub variation_ratio: f64,
+    /// Mean probability of the top class minus that of the runner-up.
+    pub margin: f64,
+    /// Number of samples T.
+    pub samples: usize,
+}
+
+/// Entropy in nats, with 0·log 0 = 0.
+pub fn entropy(p: &[f32]) -> f64 {
+    p.iter()
+        .map(|&q| q as f64)
+        .filter(|&q| q > 0.0)
+        .map(|q| -q * q.ln())
+        .sum()
+}
+
+/// Summarises per-sample probability vectors (each of the same length, at least one).
+pub fn summarize(samples: &[Vec<f32>]) -> McSummary {
+    let t = samples.len();
+    let classes = samples.first().map_or(0, Vec::len);
+    let mut mean = vec![0f64; classes];
+    for s in samples {
+        for (m, &p) in mean.iter_mut().zip(s) {
+            *m += p as f64 / t as f64;
+        }
+    }
+    let std = (0..classes)
+        .map(|k| {
+            if t < 2 {
+                return 0.0;
+            }
+            let var = samples
+                .iter()
+                .map(|s| (s[k] as f64 - mean[k]).powi(2))
+                .sum::<f64>()
+                / (t - 1) as f64;
+            var.sqrt() as f32
+        })
+        .collect();
+    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let predictive_entropy = entropy(&mean32);
+    let expected_entropy = samples.iter().map(|s| entropy(s)).sum::<f64>() / t.max(1) as f64;
+    let mut votes = vec![0usize; classes];
+    for s in samples {
+        if classes > 0 {
+            votes[metrics::argmax(s)] += 1;
+        }
+    }
+    let modal = votes.iter().max().copied().unwrap_or(0);
+    let mut sorted = mean.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    McSummary {
+        predictive_entropy,
+        expected_entropy,
+        mutual_information: (predictive_entropy - expected_entropy).max(0.0),
+        variation_ratio: 1.0 - modal as f64 / t.max(1) as f64,
+        margin: sorted.first().copied().unwrap_or(0.0) - sorted.get(1).copied().unwrap_or(0.0),
+        mean: mean32,
+        std,
+        samples: t,
+    }
+}
+
+/// The dropout key of sample `t` under `seed`.
+///
+/// It depends on nothing else (not the input's position in a request or a
+/// batch), so the same text with the same seed always draws the same masks.
+pub fn sample_key(seed: u64, t: usize) -> u64 {
+    mix(seed, t as u64)
+}
+
+/// Runs `samples` stochastic passes over each row and returns the per-sample
+/// softmax probabilities, `[row][sample][class]`. All samples of a chunk of
+/// rows go through the network as one batch rather than T separate passes.
+pub fn sample_probabilities(
+    classifier: &Classifier,
+    rows: &[Vec<u32>],
+    samples: usize,
+    seed: u64,
+    max_batch_rows: usize,
+) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+    let inputs_per_chunk = (max_batch_rows / samples.max(1)).max(1);
+    let mut out = vec![Vec::new(); rows.len()];
+    for chunk in by_length(rows).chunks(inputs_per_chunk) {
+        let mut batch_rows: Vec<&[u32]> = Vec::with_capacity(chunk.len() * samples);
+        let mut keys = Vec::with_capacity(chunk.len() * samples);
+        for &i in chunk {
+            for t in 0..samples {
+                batch_rows.push(&rows[i]);
+                keys.push(sample_key(seed, t));
+            }
+        }
+        let logits = classifier.logits(&batch_rows, DropoutMode::On(&keys))?;
+        for (&i, per_input) in chunk.iter().zip(logits.chunks(samples)) {
+            out[i] = per_input.iter().map(|l| softmax(l, 1.0)).collect();
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn agreeing_confident_samples_have_no_uncertainty() {
+        let s = summarize(&[vec![1.0, 0.0], vec![1.0, 0.0], vec![1.0, 0.0]]);
+        assert_eq!(s.mean, vec![1.0, 0.0]);
+        assert_eq!(s.std, vec![0.0, 0.0]);
+        assert!(close(s.predictive_entropy, 0.0));
+        assert!(close(s.mutual_information, 0.0));
+        assert!(close(s.variation_ratio, 0.0));
+        assert!(close(s.margin, 1.0));
+    }
+
+    #[test]
+    fn confident_samples_that_disagree_are_all_epistemic() {
+        let s = summarize(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert!(close(s.predictive_entropy, 2f64.ln()));
+        assert!(close(s.expected_entropy, 0.0));
+        assert!(close(s.mutual_information, 2f64.ln()));
+        assert!(close(s.variation_ratio, 0.5));
+        // std with T−1: values 1 and 0 around 0.5 → sqrt(0.5).
+        assert!(close(s.std[0] as f64, 0.5f64.sqrt()));
+    }
+
+    #[test]
+    fn agreeing_unsure_samples_are_all_aleatoric() {
+        let s = summarize(&[vec![0.5, 0.5], vec![0.5, 0.5]]);
+        assert!(close(s.predictive_entropy, 2f64.ln()));
+        assert!(close(s.expected_entropy, 2f64.ln()));
+        assert!(close(s.mutual_information, 0.0));
+        assert!(close(s.margin, 0.0));
+    }
+
+    #[test]
+    fn a_single_sample_has_zero_spread() {
+        let s = summarize(&[vec![0.2, 0.3, 0.5]]);
+        assert_eq!(s.std, vec![0.0, 0.0, 0.0]);
+        assert_eq!(s.samples, 1);
+        assert!(close(s.margin, 0.2));
+    }
+
+    #[test]
+    fn sample_keys_depend_only_on_seed_and_index() {
+        assert_eq!(sample_key(5, 3), sample_key(5, 3));
+        assert_ne!(sample_key(5, 3), sample_key(5, 4));
+        assert_ne!(sample_key(5, 3), sample_key(6, 3));
+    }
+}
