@@ -227,7 +227,7 @@ impl BertConfig {
         if self.hidden_size == 0 || self.num_attention_heads == 0 || self.num_hidden_layers == 0 {
             return invalid("hidden size, heads and layers must be positive".into());
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(format!(
                 "hidden size {} is not a multiple of the {} attention heads",
                 self.hidden_size, self.num_attention_heads

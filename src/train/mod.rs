@@ -3,6 +3,7 @@
 //! temperature scaling → a model directory with metrics, pictures and a card.
 
 pub mod artifacts;
+pub mod optimizer;
 pub mod schedule;
 pub mod temperature;
 
@@ -11,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::charts::EpochPoint;
@@ -23,6 +23,7 @@ use crate::model::{
     TextEncoder, TokenBatch,
 };
 use crate::rng::{mix, SeededRng};
+use optimizer::{AdamW, AdamWSettings};
 use schedule::LinearSchedule;
 
 /// Where the labelled examples come from.
@@ -332,8 +333,7 @@ struct Run<'a> {
     eval_net: &'a BertClassifier,
     pad_id: u32,
     settings: &'a TrainSettings,
-    decayed: AdamW,
-    not_decayed: AdamW,
+    optimizer: AdamW,
     device: Device,
 }
 
@@ -346,31 +346,24 @@ impl<'a> Run<'a> {
         settings: &'a TrainSettings,
     ) -> anyhow::Result<Self> {
         let opt = settings.optimisation;
-        let (decay, no_decay) = {
+        let params = {
             let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
             let mut named: Vec<(&String, &Var)> = vars.iter().collect();
             named.sort_by(|a, b| a.0.cmp(b.0));
-            let (d, n): (Vec<_>, Vec<_>) = named
+            // As in BERT, biases and LayerNorm parameters take no weight decay.
+            named
                 .into_iter()
-                .partition(|(name, _)| !name.ends_with(".bias") && !name.contains("LayerNorm"));
-            (
-                d.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
-                n.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
-            )
+                .map(|(name, var)| (var.clone(), !name.ends_with(".bias") && !name.contains("LayerNorm")))
+                .collect()
         };
-        let params = |weight_decay| ParamsAdamW {
-            lr: opt.learning_rate,
-            weight_decay,
-            ..ParamsAdamW::default()
-        };
+        let settings_adamw = AdamWSettings { weight_decay: opt.weight_decay, ..AdamWSettings::default() };
         Ok(Self {
             varmap,
             training_net,
             eval_net,
             pad_id: encoder.pad_id(),
             settings,
-            decayed: AdamW::new(decay, params(opt.weight_decay))?,
-            not_decayed: AdamW::new(no_decay, params(0.0))?,
+            optimizer: AdamW::new(params, settings_adamw),
             device: Device::Cpu,
         })
     }
@@ -437,12 +430,8 @@ impl<'a> Run<'a> {
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
         let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        let mut grads = loss.backward()?;
-        clip_gradients(&mut grads, self.varmap, self.settings.optimisation.max_grad_norm)?;
-        self.decayed.set_learning_rate(lr);
-        self.not_decayed.set_learning_rate(lr);
-        self.decayed.step(&grads)?;
-        self.not_decayed.step(&grads)?;
+        let grads = loss.backward()?;
+        self.optimizer.step(&grads, lr, self.settings.optimisation.max_grad_norm)?;
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 
@@ -507,28 +496,6 @@ impl<'a> Run<'a> {
             eprintln!("{line}");
         }
     }
-}
-
-/// Rescales gradients in place so that their global L2 norm is at most `max_norm`.
-fn clip_gradients(grads: &mut GradStore, varmap: &VarMap, max_norm: f64) -> anyhow::Result<f64> {
-    let vars = varmap.all_vars();
-    let mut squared = 0f64;
-    for var in &vars {
-        if let Some(g) = grads.get(var) {
-            squared += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = squared.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for var in &vars {
-            if let Some(g) = grads.get(var) {
-                let scaled = (g * scale)?;
-                grads.insert(var, scaled);
-            }
-        }
-    }
-    Ok(norm)
 }
 
 /// Batches of similar length: shuffle, sort pools of 50 batches by length,
