@@ -280,10 +280,16 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{} examples from {}", examples.len(), args.data.display());
-    println!("{:<28} {:>9} {:>9} {:>8} {:>8} {:>8}", "predictor", "accuracy", "macro-F1", "NLL", "Brier", "ECE");
+    println!(
+        "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "predictor", "accuracy", "macro-F1", "NLL", "Brier", "ECE"
+    );
     let mut rows = vec![
         ("deterministic".to_string(), &report.deterministic),
-        (format!("temperature {:.3}", classifier.config.candor.temperature), &report.temperature_scaled),
+        (
+            format!("temperature {:.3}", classifier.config.candor.temperature),
+            &report.temperature_scaled,
+        ),
     ];
     if let Some(mc) = &report.mc_dropout {
         rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
@@ -316,15 +322,22 @@ struct PredictionLine<'a> {
 fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
     let classifier = load(&args.model)?;
     let texts: Vec<String> = if args.texts == ["-"] {
-        std::io::stdin().lines().collect::<Result<_, _>>().context("reading stdin")?
+        std::io::stdin()
+            .lines()
+            .collect::<Result<_, _>>()
+            .context("reading stdin")?
     } else {
         args.texts.clone()
     };
     let rows = classifier.encoder.encode_all(&texts)?;
     let logits = classifier.logits_for_all(&rows, 64)?;
     let mc = if args.mc_samples > 0 {
-        let samples = uncertainty::sample_probabilities(&classifier, &rows, args.mc_samples, args.seed, 512)?;
-        samples.iter().map(|s| Some(uncertainty::summarize(s))).collect()
+        let samples =
+            uncertainty::sample_probabilities(&classifier, &rows, args.mc_samples, args.seed, 512)?;
+        samples
+            .iter()
+            .map(|s| Some(uncertainty::summarize(s)))
+            .collect()
     } else {
         vec![None; texts.len()]
     };
@@ -333,7 +346,12 @@ fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
             Some(s) => s.mean.clone(),
             None => softmax(logits, classifier.config.candor.temperature),
         };
-        let mut scores: Vec<(&str, f32)> = classifier.labels.iter().map(String::as_str).zip(probs).collect();
+        let mut scores: Vec<(&str, f32)> = classifier
+            .labels
+            .iter()
+            .map(String::as_str)
+            .zip(probs)
+            .collect();
         scores.sort_by(|a, b| b.1.total_cmp(&a.1));
         let line = PredictionLine {
             text,

@@ -78,15 +78,20 @@ impl LayerNorm {
 
     fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
-            Kernels::Fast => {
-                candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)
-            }
+            Kernels::Fast => candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            ),
             Kernels::Differentiable => {
                 let mean = x.mean_keepdim(D::Minus1)?;
                 let centred = x.broadcast_sub(&mean)?;
                 let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
                 let normed = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-                normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+                normed
+                    .broadcast_mul(&self.weight)?
+                    .broadcast_add(&self.bias)
             }
         }
     }
@@ -114,8 +119,14 @@ struct Dense {
 impl Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
-        let (last, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1].max(1));
-        let y = x.reshape((rows, last))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let (last, rows) = (
+            dims[dims.len() - 1],
+            x.elem_count() / dims[dims.len() - 1].max(1),
+        );
+        let y = x
+            .reshape((rows, last))?
+            .matmul(&self.weight_t)?
+            .broadcast_add(&self.bias)?;
         let mut out_dims = dims;
         let n = out_dims.len();
         out_dims[n - 1] = self.bias.dim(0)?;
@@ -167,7 +178,13 @@ impl Embeddings {
             .broadcast_add(&self.position.forward(&positions)?)?
             .broadcast_add(&self.token_type.forward(&segment)?)?;
         let x = self.layer_norm.forward(&x, kernels)?;
-        dropout(&x, self.dropout, Site::EMBEDDINGS, &[self.hidden as u64, 1], mode)
+        dropout(
+            &x,
+            self.dropout,
+            Site::EMBEDDINGS,
+            &[self.hidden as u64, 1],
+            mode,
+        )
     }
 }
 
@@ -264,7 +281,13 @@ impl FeedForward {
         let h = x.dim(D::Minus1)? as u64;
         let inner = self.intermediate.forward(x)?.gelu_erf()?;
         let out = self.output.forward(&inner)?;
-        let out = dropout(&out, self.dropout, Site::in_layer(step.layer, 2), &[h, 1], step.mode)?;
+        let out = dropout(
+            &out,
+            self.dropout,
+            Site::in_layer(step.layer, 2),
+            &[h, 1],
+            step.mode,
+        )?;
         self.layer_norm.forward(&(out + x)?, step.kernels)
     }
 }
@@ -336,9 +359,11 @@ impl BertClassifier {
     /// The encoder and pooler: the tanh-pooled `[CLS]` vector `(batch, hidden)`.
     pub fn pooled(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<Tensor> {
         let (b, s) = batch.attention_mask.dims2()?;
-        let mask_bias = ((batch.attention_mask.clone() - 1.0)? * -MASKED_SCORE)?
-            .reshape((b, 1, 1, s))?;
-        let mut x = self.embeddings.forward(&batch.input_ids, self.kernels, mode)?;
+        let mask_bias =
+            ((batch.attention_mask.clone() - 1.0)? * -MASKED_SCORE)?.reshape((b, 1, 1, s))?;
+        let mut x = self
+            .embeddings
+            .forward(&batch.input_ids, self.kernels, mode)?;
         for (layer, encoder_layer) in self.layers.iter().enumerate() {
             let step = Step {
                 layer,
@@ -353,7 +378,13 @@ impl BertClassifier {
 
     /// The head alone: dropout on the pooled vector, then the linear classifier.
     pub fn classify(&self, pooled: &Tensor, mode: DropoutMode) -> Result<Tensor> {
-        let x = dropout(pooled, self.classifier_dropout, Site::CLASSIFIER, &[1], mode)?;
+        let x = dropout(
+            pooled,
+            self.classifier_dropout,
+            Site::CLASSIFIER,
+            &[1],
+            mode,
+        )?;
         self.classifier.forward(&x)
     }
 }

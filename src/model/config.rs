@@ -241,7 +241,10 @@ impl BertConfig {
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
             ("classifier_dropout", self.classifier_dropout_rate()),
         ] {
             if !(0.0..1.0).contains(&p) {

@@ -91,7 +91,11 @@ fn mask_values(row_keys: &[u64], inner: &[usize], strides: &[u64], p: f64, site:
         for flat in 0..per_row {
             let index = logical_index(flat, inner, strides);
             let bits = hash64(key.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-            out.push(if (bits >> 40) >= threshold { scale } else { 0.0 });
+            out.push(if (bits >> 40) >= threshold {
+                scale
+            } else {
+                0.0
+            });
         }
     }
     out
@@ -135,7 +139,9 @@ mod tests {
         assert!((dropped - p).abs() < 0.01, "dropped {dropped}");
         assert!((mean - 1.0).abs() < 0.02, "mean {mean}");
         let survivors_scale = 1.0 / (1.0 - p) as f32;
-        assert!(values.iter().all(|v| *v == 0.0 || (*v - survivors_scale).abs() < 1e-6));
+        assert!(values
+            .iter()
+            .all(|v| *v == 0.0 || (*v - survivors_scale).abs() < 1e-6));
     }
 
     #[test]
@@ -154,8 +160,22 @@ mod tests {
     #[test]
     fn a_rows_mask_does_not_depend_on_padding_or_its_neighbours() {
         // Row key 7 alone with 5 positions, and second in a batch padded to 9 positions.
-        let short = dropout(&ones(&[1, 5, 4]), 0.5, Site(3), &[4, 1], DropoutMode::On(&[7])).unwrap();
-        let long = dropout(&ones(&[2, 9, 4]), 0.5, Site(3), &[4, 1], DropoutMode::On(&[99, 7])).unwrap();
+        let short = dropout(
+            &ones(&[1, 5, 4]),
+            0.5,
+            Site(3),
+            &[4, 1],
+            DropoutMode::On(&[7]),
+        )
+        .unwrap();
+        let long = dropout(
+            &ones(&[2, 9, 4]),
+            0.5,
+            Site(3),
+            &[4, 1],
+            DropoutMode::On(&[99, 7]),
+        )
+        .unwrap();
         let long_row = long.get(1).unwrap().narrow(0, 0, 5).unwrap();
         assert_eq!(
             short.get(0).unwrap().to_vec2::<f32>().unwrap(),

@@ -68,10 +68,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
 pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-    let config: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+    let mut config: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    if !text.contains("\"candor\"") {
+        // A foreign checkpoint: accept inputs as long as its position table allows.
+        config.candor.max_length = config.max_position_embeddings.min(512);
+    }
     config.validate().map_err(|e| ModelError::Config {
         path,
         message: e.to_string(),
@@ -83,7 +87,10 @@ pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
 ///
 /// Checkpoints of a bare `BertModel` (no `bert.` prefix) and old ones
 /// (LayerNorm `gamma`/`beta`) are renamed on the way in.
-pub fn read_weights(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, String), ModelError> {
+pub fn read_weights(
+    dir: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, String), ModelError> {
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(io_error(&path))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -102,7 +109,10 @@ fn canonical_name(name: &str) -> String {
     let name = name
         .strip_suffix("LayerNorm.gamma")
         .map(|p| format!("{p}LayerNorm.weight"))
-        .or_else(|| name.strip_suffix("LayerNorm.beta").map(|p| format!("{p}LayerNorm.bias")))
+        .or_else(|| {
+            name.strip_suffix("LayerNorm.beta")
+                .map(|p| format!("{p}LayerNorm.bias"))
+        })
         .unwrap_or_else(|| name.to_string());
     if name.starts_with("bert.") || name.starts_with("classifier.") {
         name
@@ -117,8 +127,9 @@ pub fn write_weights(dir: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(sorted, metadata, &path)
-        .map_err(|e| ModelError::Tensor(candle_core::Error::msg(format!("{}: {e}", path.display()))))
+    safetensors::serialize_to_file(sorted, metadata, &path).map_err(|e| {
+        ModelError::Tensor(candle_core::Error::msg(format!("{}: {e}", path.display())))
+    })
 }
 
 /// Writes `config.json`.
@@ -182,7 +193,11 @@ impl Classifier {
     }
 
     /// Deterministic logits for many rows, batched by similar length to limit padding.
-    pub fn logits_for_all(&self, rows: &[Vec<u32>], batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub fn logits_for_all(
+        &self,
+        rows: &[Vec<u32>],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut out = vec![Vec::new(); rows.len()];
         for chunk in by_length(rows).chunks(batch_size.max(1)) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::TrainerWrapper;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::models::TrainerWrapper;
 use tokenizers::{AddedToken, Model, ModelWrapper, Tokenizer};
 
 /// The special tokens, in the order that gives them ids 0–4.
@@ -91,7 +91,11 @@ impl TextEncoder {
         tokenizer
             .train(&mut trainer, texts.iter())
             .map_err(library)?;
-        let id = |t: &'static str| tokenizer.token_to_id(t).ok_or(TokenizerError::MissingToken(t));
+        let id = |t: &'static str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or(TokenizerError::MissingToken(t))
+        };
         let template = TemplateProcessing::builder()
             .try_single("[CLS] $A [SEP]")
             .map_err(library)?
@@ -205,7 +209,9 @@ mod tests {
             "the story is dull and the acting is flat",
             "Café crème is déjà vu",
         ];
-        (0..20).flat_map(|_| base.iter().map(|s| s.to_string())).collect()
+        (0..20)
+            .flat_map(|_| base.iter().map(|s| s.to_string()))
+            .collect()
     }
 
     #[test]
@@ -235,8 +241,16 @@ mod tests {
         encoder.save(&path).unwrap();
         let loaded = TextEncoder::load(&path, 32).unwrap();
         let text = "the acting is warm but the film is dull; zebra!";
-        assert_eq!(encoder.encode(text, true).unwrap(), loaded.encode(text, true).unwrap());
-        assert_eq!(loaded.decode(&loaded.encode("a dull film", true).unwrap().ids).unwrap(), "a dull film");
+        assert_eq!(
+            encoder.encode(text, true).unwrap(),
+            loaded.encode(text, true).unwrap()
+        );
+        assert_eq!(
+            loaded
+                .decode(&loaded.encode("a dull film", true).unwrap().ids)
+                .unwrap(),
+            "a dull film"
+        );
     }
 
     #[test]

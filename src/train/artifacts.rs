@@ -12,7 +12,9 @@ use super::{Fitted, TrainOutcome, TrainSettings};
 use crate::charts::{self, EpochPoint};
 use crate::data::Splits;
 use crate::model::{self, Classifier};
-use crate::uncertainty::evaluate::{evaluate, predict_all, report, targets, EvalReport, PredictorOutputs};
+use crate::uncertainty::evaluate::{
+    evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
+};
 use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
 
 /// The contents of `metrics.json`.
@@ -57,7 +59,12 @@ pub struct SplitSizes {
 const EVAL_SEED: u64 = 0;
 
 /// Fits the temperature, evaluates and writes the artifacts into `dir`.
-pub fn finish(dir: &Path, settings: &TrainSettings, splits: &Splits, fitted: Fitted) -> anyhow::Result<TrainOutcome> {
+pub fn finish(
+    dir: &Path,
+    settings: &TrainSettings,
+    splits: &Splits,
+    fitted: Fitted,
+) -> anyhow::Result<TrainOutcome> {
     let mut classifier = Classifier::load(dir)?;
     let val_targets = targets(&classifier, &splits.val)?;
     let val_texts: Vec<String> = splits.val.iter().map(|e| e.text.clone()).collect();
@@ -69,14 +76,22 @@ pub fn finish(dir: &Path, settings: &TrainSettings, splits: &Splits, fitted: Fit
     let mc = settings.mc_samples;
     let train = evaluate(&classifier, &splits.train, 0, EVAL_SEED)?;
     let val = evaluate(&classifier, &splits.val, mc, EVAL_SEED)?;
-    let held_out = if splits.test.is_empty() { &splits.val } else { &splits.test };
+    let held_out = if splits.test.is_empty() {
+        &splits.val
+    } else {
+        &splits.test
+    };
     let held_out_targets = targets(&classifier, held_out)?;
     let texts: Vec<String> = held_out.iter().map(|e| e.text.clone()).collect();
     let held_out_outputs = predict_all(&classifier, &texts, mc, EVAL_SEED)?;
     let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
     let metrics = TrainingMetrics {
         labels: classifier.labels.clone(),
-        examples: SplitSizes { train: splits.train.len(), val: splits.val.len(), test: splits.test.len() },
+        examples: SplitSizes {
+            train: splits.train.len(),
+            val: splits.val.len(),
+            test: splits.test.len(),
+        },
         epochs_run: fitted.history.len(),
         best_epoch: fitted.best_epoch,
         history: fitted.history.clone(),
@@ -102,34 +117,71 @@ pub fn finish(dir: &Path, settings: &TrainSettings, splits: &Splits, fitted: Fit
     })
 }
 
-fn draw_pictures(dir: &Path, outputs: &PredictorOutputs, y: &[usize], metrics: &TrainingMetrics) -> anyhow::Result<()> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    charts::training_curves(&dir.join("training_curves.png"), &format!("{name}: training curves"), &metrics.history)?;
+fn draw_pictures(
+    dir: &Path,
+    outputs: &PredictorOutputs,
+    y: &[usize],
+    metrics: &TrainingMetrics,
+) -> anyhow::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    charts::training_curves(
+        &dir.join("training_curves.png"),
+        &format!("{name}: training curves"),
+        &metrics.history,
+    )?;
     let det = reliability_bins(&outputs.deterministic, y, ECE_BINS);
     let cal = reliability_bins(&outputs.calibrated, y, ECE_BINS);
     let det_name = format!("deterministic (ECE {:.3})", metrics.test.deterministic.ece);
-    let cal_name = format!("temperature {:.2} (ECE {:.3})", metrics.temperature, metrics.test.temperature_scaled.ece);
+    let cal_name = format!(
+        "temperature {:.2} (ECE {:.3})",
+        metrics.temperature, metrics.test.temperature_scaled.ece
+    );
     let mut series: Vec<(&str, &[crate::uncertainty::metrics::ReliabilityBin])> =
         vec![(det_name.as_str(), &det), (cal_name.as_str(), &cal)];
     let mc_bins;
     let mc_name;
     if let (Some(p), Some(report)) = (&outputs.mc_dropout, &metrics.test.mc_dropout) {
         mc_bins = reliability_bins(p, y, ECE_BINS);
-        mc_name = format!("MC dropout T={} (ECE {:.3})", metrics.test.mc_samples, report.ece);
+        mc_name = format!(
+            "MC dropout T={} (ECE {:.3})",
+            metrics.test.mc_samples, report.ece
+        );
         series.push((mc_name.as_str(), &mc_bins));
     }
-    charts::reliability_diagram(&dir.join("reliability.png"), &format!("{name}: reliability on the test split"), &series)?;
+    charts::reliability_diagram(
+        &dir.join("reliability.png"),
+        &format!("{name}: reliability on the test split"),
+        &series,
+    )?;
     Ok(())
 }
 
 fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMetrics) -> String {
     let c = &classifier.config;
     let mut s = String::new();
-    let name = settings.out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = settings
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let _ = writeln!(s, "# {name}\n");
-    let _ = writeln!(s, "A BERT-style sequence classifier trained by candor. Labels: {}.\n", m.labels.join(", "));
+    let _ = writeln!(
+        s,
+        "A BERT-style sequence classifier trained by candor. Labels: {}.\n",
+        m.labels.join(", ")
+    );
     let _ = writeln!(s, "## Data\n");
-    let _ = writeln!(s, "Source: `{}`; {} training, {} validation, {} test examples.\n", settings.data.train.display(), m.examples.train, m.examples.val, m.examples.test);
+    let _ = writeln!(
+        s,
+        "Source: `{}`; {} training, {} validation, {} test examples.\n",
+        settings.data.train.display(),
+        m.examples.train,
+        m.examples.val,
+        m.examples.test
+    );
     let _ = writeln!(s, "## Command\n\n```\n{}\n```\n", m.command);
     let _ = writeln!(s, "## Architecture\n");
     let _ = writeln!(
@@ -140,15 +192,33 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
     );
     let _ = writeln!(s, "## Metrics\n");
     let _ = writeln!(s, "| split | predictor | accuracy | macro-F1 | NLL | Brier | ECE |\n|---|---|---|---|---|---|---|");
-    for (split, report) in [("train", &m.train), ("validation", &m.val), ("test", &m.test)] {
-        let mut rows = vec![("deterministic".to_string(), &report.deterministic), ("temperature-scaled".to_string(), &report.temperature_scaled)];
+    for (split, report) in [
+        ("train", &m.train),
+        ("validation", &m.val),
+        ("test", &m.test),
+    ] {
+        let mut rows = vec![
+            ("deterministic".to_string(), &report.deterministic),
+            ("temperature-scaled".to_string(), &report.temperature_scaled),
+        ];
         if let Some(mc) = &report.mc_dropout {
             rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
         }
         for (predictor, r) in rows {
-            let _ = writeln!(s, "| {split} | {predictor} | {:.2}% | {:.4} | {:.4} | {:.4} | {:.4} |", r.accuracy * 100.0, r.macro_f1, r.nll, r.brier, r.ece);
+            let _ = writeln!(
+                s,
+                "| {split} | {predictor} | {:.2}% | {:.4} | {:.4} | {:.4} | {:.4} |",
+                r.accuracy * 100.0,
+                r.macro_f1,
+                r.nll,
+                r.brier,
+                r.ece
+            );
         }
     }
-    let _ = writeln!(s, "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)");
+    let _ = writeln!(
+        s,
+        "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)"
+    );
     s
 }

@@ -121,17 +121,39 @@ pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
             test: data::read_examples(test, &source.fields)?,
         },
         (Some(val), None) => {
-            let s = data::split(main, SplitFractions { val: 0.0, ..source.split }, seed)?;
-            Splits { val: data::read_examples(val, &source.fields)?, ..s }
+            let s = data::split(
+                main,
+                SplitFractions {
+                    val: 0.0,
+                    ..source.split
+                },
+                seed,
+            )?;
+            Splits {
+                val: data::read_examples(val, &source.fields)?,
+                ..s
+            }
         }
         (None, Some(test)) => {
-            let s = data::split(main, SplitFractions { test: 0.0, ..source.split }, seed)?;
-            Splits { test: data::read_examples(test, &source.fields)?, ..s }
+            let s = data::split(
+                main,
+                SplitFractions {
+                    test: 0.0,
+                    ..source.split
+                },
+                seed,
+            )?;
+            Splits {
+                test: data::read_examples(test, &source.fields)?,
+                ..s
+            }
         }
         (None, None) => data::split(main, source.split, seed)?,
     };
     for extra in &source.extra {
-        splits.train.extend(data::read_examples(extra, &source.fields)?);
+        splits
+            .train
+            .extend(data::read_examples(extra, &source.fields)?);
     }
     if splits.val.is_empty() {
         bail!("the validation split is empty: give more data, a larger --val-fraction or a --val file");
@@ -143,7 +165,8 @@ pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
 pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     let opt = settings.optimisation;
     let splits = load_splits(&settings.data, opt.seed)?;
-    let labels = data::label_names(&splits.train)?;
+    let labels = data::label_names(&splits.train)
+        .with_context(|| format!("training data from {}", settings.data.train.display()))?;
     check_labels_known(&labels, &splits.val, "validation")?;
     check_labels_known(&labels, &splits.test, "test")?;
     let device = Device::Cpu;
@@ -190,7 +213,8 @@ fn prepare_model(
     if let Some(dir) = &settings.init_from {
         let mut config: BertConfig = {
             let path = dir.join(model::CONFIG_FILE);
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         };
         config.set_labels(labels);
@@ -200,7 +224,8 @@ fn prepare_model(
         config.candor.max_length = m.max_length.min(config.max_position_embeddings);
         config.candor.temperature = 1.0;
         config.validate()?;
-        let encoder = TextEncoder::load(&dir.join(model::TOKENIZER_FILE), config.candor.max_length)?;
+        let encoder =
+            TextEncoder::load(&dir.join(model::TOKENIZER_FILE), config.candor.max_length)?;
         let (mut weights, _) = model::read_weights(dir, device)?;
         weights.retain(|name, _| !name.starts_with("classifier."));
         return Ok((encoder, config, weights));
@@ -220,7 +245,7 @@ fn prepare_model(
 /// Creates every parameter: from `initial` where it has the tensor, else
 /// BERT's initialisation (normal(0, initializer_range) weights, zero biases,
 /// unit LayerNorm scales) from the seeded generator.
-fn initial_parameters(
+pub fn initial_parameters(
     config: &BertConfig,
     mut initial: HashMap<String, Tensor>,
     seed: u64,
@@ -228,9 +253,16 @@ fn initial_parameters(
 ) -> anyhow::Result<VarMap> {
     let varmap = VarMap::new();
     // Building the network through a VarMap-backed builder registers every parameter.
-    BertClassifier::load(VarBuilder::from_varmap(&varmap, DType::F32, device), config, Kernels::Fast)?;
+    BertClassifier::load(
+        VarBuilder::from_varmap(&varmap, DType::F32, device),
+        config,
+        Kernels::Fast,
+    )?;
     let mut rng = SeededRng::new(mix(seed, 0x1417));
-    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     let mut fresh = Vec::new();
@@ -280,7 +312,10 @@ fn fresh_tensor(
 
 /// A copy of every parameter, by name.
 fn tensors_of(varmap: &VarMap) -> anyhow::Result<HashMap<String, Tensor>> {
-    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
     let mut out = HashMap::with_capacity(vars.len());
     for (name, var) in vars.iter() {
         out.insert(name.clone(), var.as_tensor().copy()?);
@@ -298,7 +333,11 @@ pub struct EncodedSet {
 
 impl EncodedSet {
     /// Tokenizes `examples` against the label order `labels`.
-    pub fn new(encoder: &TextEncoder, examples: &[Example], labels: &[String]) -> anyhow::Result<Self> {
+    pub fn new(
+        encoder: &TextEncoder,
+        examples: &[Example],
+        labels: &[String],
+    ) -> anyhow::Result<Self> {
         let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
         let targets = examples
             .iter()
@@ -347,16 +386,27 @@ impl<'a> Run<'a> {
     ) -> anyhow::Result<Self> {
         let opt = settings.optimisation;
         let params = {
-            let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+            let vars = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
             let mut named: Vec<(&String, &Var)> = vars.iter().collect();
             named.sort_by(|a, b| a.0.cmp(b.0));
             // As in BERT, biases and LayerNorm parameters take no weight decay.
             named
                 .into_iter()
-                .map(|(name, var)| (var.clone(), !name.ends_with(".bias") && !name.contains("LayerNorm")))
+                .map(|(name, var)| {
+                    (
+                        var.clone(),
+                        !name.ends_with(".bias") && !name.contains("LayerNorm"),
+                    )
+                })
                 .collect()
         };
-        let settings_adamw = AdamWSettings { weight_decay: opt.weight_decay, ..AdamWSettings::default() };
+        let settings_adamw = AdamWSettings {
+            weight_decay: opt.weight_decay,
+            ..AdamWSettings::default()
+        };
         Ok(Self {
             varmap,
             training_net,
@@ -399,7 +449,13 @@ impl<'a> Run<'a> {
             bar.finish_and_clear();
             let (train_loss, train_accuracy) = self.measure(train)?;
             let (val_loss, val_accuracy) = self.measure(val)?;
-            let point = EpochPoint { epoch, train_loss, val_loss, train_accuracy, val_accuracy };
+            let point = EpochPoint {
+                epoch,
+                train_loss,
+                val_loss,
+                train_accuracy,
+                val_accuracy,
+            };
             let improved = val_loss < best_loss - 1e-4;
             self.report_epoch(&point, examples as f64 / seconds, improved);
             history.push(point);
@@ -407,7 +463,11 @@ impl<'a> Run<'a> {
                 (best_loss, best_epoch) = (val_loss, epoch);
                 best = Some(tensors_of(self.varmap)?);
             } else if epoch - best_epoch >= opt.patience {
-                tracing::info!(epoch, best_epoch, "early stopping: validation loss stopped improving");
+                tracing::info!(
+                    epoch,
+                    best_epoch,
+                    "early stopping: validation loss stopped improving"
+                );
                 break;
             }
         }
@@ -422,7 +482,13 @@ impl<'a> Run<'a> {
     }
 
     /// One optimisation step; returns the batch loss.
-    fn step(&mut self, set: &EncodedSet, batch: &[usize], lr: f64, step_key: u64) -> anyhow::Result<f64> {
+    fn step(
+        &mut self,
+        set: &EncodedSet,
+        batch: &[usize],
+        lr: f64,
+        step_key: u64,
+    ) -> anyhow::Result<f64> {
         let rows: Vec<&[u32]> = batch.iter().map(|&i| set.rows[i].as_slice()).collect();
         let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
         let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
@@ -431,7 +497,8 @@ impl<'a> Run<'a> {
         let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
         let grads = loss.backward()?;
-        self.optimizer.step(&grads, lr, self.settings.optimisation.max_grad_norm)?;
+        self.optimizer
+            .step(&grads, lr, self.settings.optimisation.max_grad_norm)?;
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 
@@ -445,17 +512,26 @@ impl<'a> Run<'a> {
             let logits = self.eval_net.forward(&tokens, DropoutMode::Off)?.detach();
             let targets: Vec<u32> = chunk.iter().map(|&i| set.targets[i]).collect();
             let targets_t = Tensor::new(targets.as_slice(), &self.device)?;
-            let batch_loss = candle_nn::loss::cross_entropy(&logits, &targets_t)?.to_scalar::<f32>()?;
+            let batch_loss =
+                candle_nn::loss::cross_entropy(&logits, &targets_t)?.to_scalar::<f32>()?;
             loss += batch_loss as f64 * chunk.len() as f64;
             let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
-            correct += predicted.iter().zip(&targets).filter(|(p, t)| p == t).count();
+            correct += predicted
+                .iter()
+                .zip(&targets)
+                .filter(|(p, t)| p == t)
+                .count();
         }
         let n = set.len().max(1) as f64;
         Ok((loss / n, correct as f64 / n))
     }
 
     fn restore(&self, best: &HashMap<String, Tensor>) -> anyhow::Result<()> {
-        let vars = self.varmap.data().lock().map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+        let vars = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
         for (name, var) in vars.iter() {
             if let Some(t) = best.get(name) {
                 var.set(t)?;
@@ -501,7 +577,11 @@ impl<'a> Run<'a> {
 /// Batches of similar length: shuffle, sort pools of 50 batches by length,
 /// cut into batches, shuffle the batch order. Padding stays small while every
 /// epoch still sees a different order.
-pub fn length_bucketed_batches(rows: &[Vec<u32>], batch_size: usize, rng: &mut SeededRng) -> Vec<Vec<usize>> {
+pub fn length_bucketed_batches(
+    rows: &[Vec<u32>],
+    batch_size: usize,
+    rng: &mut SeededRng,
+) -> Vec<Vec<usize>> {
     let batch_size = batch_size.max(1);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     rng.shuffle(&mut order);
@@ -517,5 +597,8 @@ pub fn length_bucketed_batches(rows: &[Vec<u32>], batch_size: usize, rng: &mut S
 
 /// Paths of the model directory's files, for messages.
 pub fn describe(dir: &Path) -> String {
-    format!("{} (config.json, model.safetensors, tokenizer.json, metrics.json)", dir.display())
+    format!(
+        "{} (config.json, model.safetensors, tokenizer.json, metrics.json)",
+        dir.display()
+    )
 }

@@ -96,7 +96,11 @@ impl AdamW {
         let scale_v = 1.0 / (1.0 - s.beta2.powi(self.steps));
         for (slot, gradient) in self.slots.iter_mut().zip(gradients) {
             let Some(gradient) = gradient else { continue };
-            let decay = if slot.decays { 1.0 - lr * s.weight_decay } else { 1.0 };
+            let decay = if slot.decays {
+                1.0 - lr * s.weight_decay
+            } else {
+                1.0
+            };
             let mut theta = flat_values(slot.var.as_tensor())?;
             for i in 0..theta.len() {
                 let g = gradient[i] as f64 * clip;
@@ -108,7 +112,8 @@ impl AdamW {
                 theta[i] = (theta[i] as f64 * decay - lr * update) as f32;
             }
             let shape = slot.var.shape().clone();
-            slot.var.set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
+            slot.var
+                .set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
         }
         Ok(norm)
     }
@@ -126,7 +131,12 @@ mod tests {
 
     fn quadratic_loss(w: &Var) -> Tensor {
         let target = Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap();
-        (w.as_tensor() - target).unwrap().sqr().unwrap().sum_all().unwrap()
+        (w.as_tensor() - target)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
     }
 
     #[test]
@@ -135,10 +145,15 @@ mod tests {
         let ours = Var::from_tensor(&start).unwrap();
         let theirs = Var::from_tensor(&start).unwrap();
         let mut fused = AdamW::new(vec![(ours.clone(), true)], AdamWSettings::default());
-        let params = ParamsAdamW { lr: 0.1, ..ParamsAdamW::default() };
+        let params = ParamsAdamW {
+            lr: 0.1,
+            ..ParamsAdamW::default()
+        };
         let mut reference = candle_nn::AdamW::new(vec![theirs.clone()], params).unwrap();
         for _ in 0..20 {
-            fused.step(&quadratic_loss(&ours).backward().unwrap(), 0.1, 0.0).unwrap();
+            fused
+                .step(&quadratic_loss(&ours).backward().unwrap(), 0.1, 0.0)
+                .unwrap();
             reference.backward_step(&quadratic_loss(&theirs)).unwrap();
         }
         let a = ours.as_tensor().to_vec1::<f32>().unwrap();
@@ -152,7 +167,9 @@ mod tests {
     fn clipping_bounds_the_first_step_and_reports_the_raw_norm() {
         let w = Var::from_tensor(&Tensor::new(&[0.0f32, 0.0, 0.0], &Device::Cpu).unwrap()).unwrap();
         let mut opt = AdamW::new(vec![(w.clone(), false)], AdamWSettings::default());
-        let norm = opt.step(&quadratic_loss(&w).backward().unwrap(), 0.1, 1.0).unwrap();
+        let norm = opt
+            .step(&quadratic_loss(&w).backward().unwrap(), 0.1, 1.0)
+            .unwrap();
         // Gradient is 2(w − target) = (−2, 4, −6): norm sqrt(56).
         assert!((norm - 56f64.sqrt()).abs() < 1e-4);
     }

@@ -67,7 +67,10 @@ mod tests {
         let a = targets.iter().filter(|&&y| y == 0).count() as f64 / targets.len() as f64;
         let expected = 8.0 / (a / (1.0 - a)).ln();
         assert!(t > 1.0);
-        assert!((t - expected).abs() / expected < 0.01, "t {t}, expected {expected}");
+        assert!(
+            (t - expected).abs() / expected < 0.01,
+            "t {t}, expected {expected}"
+        );
         assert!(nll_at(&logits, &targets, t) < nll_at(&logits, &targets, 1.0));
     }
 

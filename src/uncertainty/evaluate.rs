@@ -17,7 +17,9 @@ const MC_BATCH_ROWS: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// An example's label is not one the model knows.
-    #[error("example {index} has label '{label}', which the model does not know (it knows: {known})")]
+    #[error(
+        "example {index} has label '{label}', which the model does not know (it knows: {known})"
+    )]
     UnknownLabel {
         /// 0-based position of the example.
         index: usize,
@@ -118,7 +120,12 @@ pub fn evaluate(
 }
 
 /// Metrics of predictor outputs against their targets.
-pub fn report(outputs: &PredictorOutputs, targets: &[usize], labels: &[String], mc_samples: usize) -> EvalReport {
+pub fn report(
+    outputs: &PredictorOutputs,
+    targets: &[usize],
+    labels: &[String],
+    mc_samples: usize,
+) -> EvalReport {
     EvalReport {
         deterministic: classification_report(&outputs.deterministic, targets, labels),
         temperature_scaled: classification_report(&outputs.calibrated, targets, labels),

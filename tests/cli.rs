@@ -1,0 +1,232 @@
+//! The `candor` binary end to end: train on a small subset, then eval and predict
+//! on what it wrote; and the errors a user meets with bad data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn candor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(args)
+        .env("CANDOR_THREADS", "1")
+        .output()
+        .expect("the candor binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The first `n` lines of a shipped data set, as a file in `dir`.
+fn subset(dir: &Path, data: &str, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join(data),
+    )
+    .unwrap();
+    let path = dir.join(data);
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn train_tiny(dir: &Path) -> PathBuf {
+    let data = subset(dir, "trec6.jsonl", 600);
+    let out = dir.join("model");
+    let o = candor(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--hidden",
+        "32",
+        "--heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--vocab-size",
+        "500",
+        "--max-length",
+        "32",
+        "--max-positions",
+        "32",
+        "--epochs",
+        "3",
+        "--mc-samples",
+        "4",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    out
+}
+
+#[test]
+fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path());
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "training_curves.png",
+        "reliability.png",
+        "README.md",
+    ] {
+        assert!(model.join(file).is_file(), "{file} is missing");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "bert");
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 6);
+    assert!(config["candor"]["temperature"].as_f64().unwrap() > 0.0);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
+            .unwrap();
+    for split in ["train", "val", "test"] {
+        let acc = metrics[split]["deterministic"]["accuracy"]
+            .as_f64()
+            .unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    assert!(metrics["test"]["mc_dropout"]["ece"].is_number());
+    assert_eq!(
+        metrics["test"]["deterministic"]["confusion"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    let held_out = subset(dir.path(), "trec6.jsonl", 50);
+    let o = candor(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        held_out.to_str().unwrap(),
+        "--mc-samples",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(
+        table.contains("deterministic") && table.contains("MC dropout (T=3)"),
+        "{table}"
+    );
+
+    let o = candor(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "How many people live in Paris ?",
+        "Who wrote Hamlet ?",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let labels = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
+    assert!(labels.contains(&lines[0]["label"].as_str().unwrap()));
+    assert_eq!(lines[0]["scores"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn predict_with_mc_samples_reports_uncertainty_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path());
+    let run = |seed: &str| {
+        let o = candor(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--mc-samples",
+            "8",
+            "--seed",
+            seed,
+            "What is a kiwi ?",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let first: serde_json::Value = serde_json::from_str(&run("1")).unwrap();
+    assert_eq!(first["uncertainty"]["samples"], 8);
+    assert!(first["uncertainty"]["mutual_information"].as_f64().unwrap() >= 0.0);
+    assert_eq!(run("1"), run("1"));
+    assert_ne!(run("1"), run("2"));
+}
+
+#[test]
+fn training_on_a_missing_file_names_the_file() {
+    let o = candor(&[
+        "train",
+        "--data",
+        "/nonexistent/data.jsonl",
+        "--out",
+        "/tmp/never",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent/data.jsonl"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_csv_row_without_a_label_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, "body,tag\ngreat film,pos\nawful film,\nfine,neg\n").unwrap();
+    let o = candor(&[
+        "train",
+        "--data",
+        path.to_str().unwrap(),
+        "--text-field",
+        "body",
+        "--label-field",
+        "tag",
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.csv") && err.contains(":3"), "{err}");
+}
+
+#[test]
+fn a_file_with_a_single_class_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.jsonl");
+    let rows: Vec<String> = (0..20)
+        .map(|i| format!("{{\"text\": \"text {i}\", \"label\": 1}}"))
+        .collect();
+    std::fs::write(&path, rows.join("\n")).unwrap();
+    let o = candor(&[
+        "train",
+        "--data",
+        path.to_str().unwrap(),
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("one class"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_model_directory_without_weights_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = candor(&["predict", "--model", dir.path().to_str().unwrap(), "hello"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
+}
