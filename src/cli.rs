@@ -45,6 +45,98 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify texts given on the command line (or one per line on stdin with `-`).
     Predict(PredictArgs),
+    /// Serve predictions and MC-dropout uncertainty over HTTP.
+    Serve(ServeArgs),
+}
+
+/// Options of `candor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model directory to serve.
+    #[arg(long, env = "CANDOR_MODEL", default_value = "models/sentiment")]
+    pub model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CANDOR_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Most rows (inputs, or inputs × samples) in one forward pass.
+    #[arg(long, env = "CANDOR_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Most padded tokens (rows × longest row) in one forward pass.
+    #[arg(long, env = "CANDOR_MAX_BATCH_TOKENS", default_value_t = 4096)]
+    pub max_batch_tokens: usize,
+    /// Longest wait, in milliseconds, for more requests to join a batch.
+    #[arg(long, env = "CANDOR_MAX_BATCH_WAIT_MS", default_value_t = 2)]
+    pub max_batch_wait_ms: u64,
+    /// Requests that may wait for the model; beyond that the answer is 429 with Retry-After.
+    #[arg(long, env = "CANDOR_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Most inputs in one request (more is 413).
+    #[arg(long, env = "CANDOR_MAX_INPUTS", default_value_t = 64)]
+    pub max_inputs: usize,
+    /// Largest request body in bytes (more is 413).
+    #[arg(long, env = "CANDOR_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Requests not answered within this many milliseconds get 503.
+    #[arg(long, env = "CANDOR_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// MC-dropout samples when a request names none.
+    #[arg(long, env = "CANDOR_DEFAULT_SAMPLES", default_value_t = 30)]
+    pub default_samples: usize,
+    /// Most MC-dropout samples a request may ask for.
+    #[arg(long, env = "CANDOR_MAX_SAMPLES", default_value_t = 100)]
+    pub max_samples: usize,
+    /// When set, /v1/*, /predict and POST / need 'Authorization: Bearer <key>'.
+    #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Threads answering HTTP (the model has its own thread).
+    #[arg(long, env = "CANDOR_HTTP_WORKERS", default_value_t = 2)]
+    pub http_workers: usize,
+}
+
+impl ServeArgs {
+    /// The library's view of these options.
+    pub fn settings(&self) -> crate::serve::ServeSettings {
+        use crate::serve::{engine::BatchSettings, Limits, SamplingLimits, ServeSettings};
+        use std::time::Duration;
+        ServeSettings {
+            limits: Limits {
+                max_inputs: self.max_inputs,
+                max_body_bytes: self.max_body_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+            },
+            batch: BatchSettings {
+                max_batch_size: self.max_batch_size.max(1),
+                max_batch_tokens: self.max_batch_tokens.max(1),
+                max_batch_wait: Duration::from_millis(self.max_batch_wait_ms),
+                queue_capacity: self.queue_capacity.max(1),
+            },
+            sampling: SamplingLimits {
+                default_samples: self.default_samples,
+                max_samples: self.max_samples,
+            },
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+        }
+    }
+}
+
+fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .with_context(|| format!("listening on {}", args.addr))?;
+        crate::serve::run(
+            listener,
+            &args.model,
+            args.settings(),
+            crate::serve::shutdown_signal(),
+        )
+        .await
+    })
 }
 
 /// Which fields of a data file hold the text and the label.
@@ -264,6 +356,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => run_eval(&args),
         Command::Predict(args) => run_predict(&args),
+        Command::Serve(args) => run_serve(&args),
     }
 }
 

@@ -13,6 +13,8 @@
 //!   measures calibration.
 //! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
 //! - [`rng`] is the seeded generator behind every random choice.
+//! - [`serve`] is the HTTP service: axum routes over an inference thread
+//!   with dynamic batching, MC-dropout uncertainty and Prometheus metrics.
 //! - [`cli`] holds the command-line options of the `candor` binary.
 
 pub mod charts;
@@ -20,5 +22,6 @@ pub mod cli;
 pub mod data;
 pub mod model;
 pub mod rng;
+pub mod serve;
 pub mod train;
 pub mod uncertainty;

@@ -1,0 +1,222 @@
+//! Request and response bodies; the field names are the public contract.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One text or a list of texts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(
+    untagged,
+    expecting = "\"inputs\" must be a string or a list of strings"
+)]
+pub enum Inputs {
+    /// A single text.
+    One(String),
+    /// Several texts, answered in order.
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    /// The texts, in order.
+    pub fn into_texts(self) -> Vec<String> {
+        match self {
+            Inputs::One(t) => vec![t],
+            Inputs::Many(ts) => ts,
+        }
+    }
+
+    /// True for a single string (some compatible routes answer it unwrapped).
+    pub fn is_single(&self) -> bool {
+        matches!(self, Inputs::One(_))
+    }
+}
+
+/// `POST /v1/classify`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClassifyRequest {
+    /// Text(s) to classify.
+    pub inputs: Inputs,
+    /// Return only the k best labels in `scores` (default: all).
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// Plain softmax of the logits instead of the temperature-calibrated one.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Cut over-long texts to the model's maximum length (default true); false rejects them.
+    #[serde(default = "yes")]
+    pub truncate: bool,
+}
+
+/// `POST /v1/classify/uncertainty`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UncertaintyRequest {
+    /// Text(s) to classify.
+    pub inputs: Inputs,
+    /// MC-dropout samples T (default 30, at most the server's maximum).
+    #[serde(default)]
+    pub samples: Option<usize>,
+    /// Seed of the dropout masks; the same input and seed give bit-identical output. Random when absent (and returned).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Return only the k best labels in `scores`.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// Cut over-long texts (default true).
+    #[serde(default = "yes")]
+    pub truncate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A label and its probability.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LabelScore {
+    /// Label name.
+    pub label: String,
+    /// Probability.
+    pub score: f32,
+}
+
+/// One input's prediction.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Prediction {
+    /// The most probable label.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+    /// Labels with probabilities, high to low.
+    pub scores: Vec<LabelScore>,
+}
+
+/// `POST /v1/classify` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClassifyResponse {
+    /// Name of the model that answered.
+    pub model: String,
+    /// One prediction per input, in input order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// A label's mean probability over the samples and its spread.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LabelMoments {
+    /// Label name.
+    pub label: String,
+    /// Mean probability over the T samples.
+    pub mean: f32,
+    /// Standard deviation over the samples (T−1 denominator).
+    pub std: f32,
+}
+
+/// One input's MC-dropout prediction and uncertainty.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UncertainPrediction {
+    /// Argmax of the mean probabilities.
+    pub label: String,
+    /// Its mean probability.
+    pub score: f32,
+    /// Labels with mean and std, by mean high to low.
+    pub scores: Vec<LabelMoments>,
+    /// Entropy of the mean distribution (nats): total uncertainty.
+    pub predictive_entropy: f64,
+    /// Mean entropy of the samples (nats): aleatoric uncertainty.
+    pub expected_entropy: f64,
+    /// Predictive − expected entropy, ≥ 0 (nats): epistemic uncertainty (BALD).
+    pub mutual_information: f64,
+    /// Share of samples whose argmax differs from the modal label.
+    pub variation_ratio: f64,
+    /// Mean probability of the best label minus the runner-up's.
+    pub margin: f64,
+    /// Samples T.
+    pub samples: usize,
+    /// Seed used.
+    pub seed: u64,
+}
+
+/// `POST /v1/classify/uncertainty` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UncertaintyResponse {
+    /// Name of the model that answered.
+    pub model: String,
+    /// Samples T per input.
+    pub samples: usize,
+    /// Seed of the dropout masks.
+    pub seed: u64,
+    /// One per input, in input order.
+    pub predictions: Vec<UncertainPrediction>,
+}
+
+/// `POST /predict`, as text-embeddings-inference.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TeiPredictRequest {
+    /// Text(s) to classify.
+    pub inputs: Inputs,
+    /// Plain softmax instead of the calibrated one.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Cut over-long texts (default true).
+    #[serde(default = "yes")]
+    pub truncate: bool,
+}
+
+/// `POST /`, as the Hugging Face Inference API.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct HfRequest {
+    /// Text(s) to classify.
+    pub inputs: Inputs,
+    /// Optional parameters.
+    #[serde(default)]
+    pub parameters: Option<HfParameters>,
+}
+
+/// Parameters of the Hugging Face text-classification task.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct HfParameters {
+    /// Number of labels to return.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// `softmax` (default, calibrated), `sigmoid` or `none` (raw logits).
+    #[serde(default)]
+    pub function_to_apply: Option<String>,
+}
+
+/// `GET /v1/model`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    /// Model name (its directory name).
+    pub name: String,
+    /// Labels in class order.
+    pub labels: Vec<String>,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// Attention heads.
+    pub attention_heads: usize,
+    /// Feed-forward size.
+    pub intermediate_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Longest input in tokens.
+    pub max_length: usize,
+    /// Dropout rates: hidden, attention, classifier.
+    pub dropout: [f64; 3],
+    /// Fitted temperature.
+    pub temperature: f64,
+    /// Hex sha256 of model.safetensors.
+    pub weights_sha256: String,
+    /// Contents of metrics.json when the model has one.
+    #[schema(value_type = Object)]
+    pub training_metrics: Option<serde_json::Value>,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// True when the model is loaded and warm.
+    pub ready: bool,
+    /// Jobs waiting for the engine.
+    pub queue_depth: usize,
+}

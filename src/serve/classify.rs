@@ -1,0 +1,197 @@
+//! `POST /v1/classify` and `POST /v1/classify/uncertainty`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+
+use super::api::{
+    ClassifyRequest, ClassifyResponse, LabelMoments, LabelScore, Prediction, UncertainPrediction,
+    UncertaintyRequest, UncertaintyResponse,
+};
+use super::engine::{Output, Work};
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use super::inference::{compute, tokenize, validate_texts, within_deadline};
+use super::AppState;
+use crate::model::softmax;
+use crate::uncertainty::summarize;
+
+/// Labels with scores, high to low.
+pub fn ranked(labels: &[String], probs: &[f32]) -> Vec<LabelScore> {
+    let mut scores: Vec<LabelScore> = labels
+        .iter()
+        .zip(probs)
+        .map(|(label, &score)| LabelScore {
+            label: label.clone(),
+            score,
+        })
+        .collect();
+    scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+    scores
+}
+
+/// Checks `top_k` against the number of labels.
+pub fn check_top_k(top_k: Option<usize>, labels: usize) -> Result<usize, ApiError> {
+    match top_k {
+        None => Ok(labels),
+        Some(k) if (1..=labels).contains(&k) => Ok(k),
+        Some(k) => Err(ApiError::Validation(format!(
+            "top_k must be between 1 and {labels}, got {k}"
+        ))),
+    }
+}
+
+/// Deterministic logits for texts: validate, tokenize, queue, wait.
+pub async fn logits_for(
+    state: &AppState,
+    texts: Vec<String>,
+    truncate: bool,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    validate_texts(&texts, state.settings.limits.max_inputs)?;
+    within_deadline(state, async {
+        let rows = tokenize(state, texts, truncate).await?;
+        match compute(state, Work::Classify { rows }).await?.output {
+            Output::Logits(l) => Ok(l),
+            Output::Samples(_) => Err(ApiError::Internal(
+                "engine answered samples to a classify job".into(),
+            )),
+        }
+    })
+    .await
+}
+
+/// Classify texts with the deterministic model (dropout off).
+#[utoipa::path(post, path = "/v1/classify", request_body = ClassifyRequest,
+    responses((status = 200, body = ClassifyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(inputs, tokenize_ms, queue_ms, inference_ms))]
+pub async fn classify(
+    State(state): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<ClassifyRequest>,
+) -> Result<Json<ClassifyResponse>, ApiError> {
+    let labels = &state.classifier.labels;
+    let k = check_top_k(req.top_k, labels.len())?;
+    let texts = req.inputs.into_texts();
+    tracing::Span::current().record("inputs", texts.len());
+    let temperature = if req.raw_scores {
+        1.0
+    } else {
+        state.classifier.config.candor.temperature
+    };
+    let logits = logits_for(&state, texts, req.truncate).await?;
+    let predictions = logits
+        .iter()
+        .map(|l| {
+            let mut scores = ranked(labels, &softmax(l, temperature));
+            scores.truncate(k);
+            Prediction {
+                label: scores[0].label.clone(),
+                score: scores[0].score,
+                scores,
+            }
+        })
+        .collect();
+    Ok(Json(ClassifyResponse {
+        model: state.info.name.clone(),
+        predictions,
+    }))
+}
+
+/// Classify texts with MC dropout: T stochastic passes and their uncertainty.
+#[utoipa::path(post, path = "/v1/classify/uncertainty", request_body = UncertaintyRequest,
+    responses((status = 200, body = UncertaintyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[tracing::instrument(
+    skip_all,
+    fields(inputs, samples, seed, tokenize_ms, queue_ms, inference_ms)
+)]
+pub async fn uncertainty(
+    State(state): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<UncertaintyRequest>,
+) -> Result<Json<UncertaintyResponse>, ApiError> {
+    let labels = &state.classifier.labels;
+    let k = check_top_k(req.top_k, labels.len())?;
+    let sampling = state.settings.sampling;
+    let samples = req.samples.unwrap_or(sampling.default_samples);
+    if !(1..=sampling.max_samples).contains(&samples) {
+        return Err(ApiError::Validation(format!(
+            "samples must be between 1 and {}, got {samples}",
+            sampling.max_samples
+        )));
+    }
+    let seed = req.seed.unwrap_or_else(rand_seed);
+    let texts = req.inputs.into_texts();
+    let span = tracing::Span::current();
+    span.record("inputs", texts.len());
+    span.record("samples", samples);
+    span.record("seed", seed);
+    validate_texts(&texts, state.settings.limits.max_inputs)?;
+    let per_input = within_deadline(&state, async {
+        let rows = tokenize(&state, texts, req.truncate).await?;
+        match compute(
+            &state,
+            Work::Sample {
+                rows,
+                samples,
+                seed,
+            },
+        )
+        .await?
+        .output
+        {
+            Output::Samples(s) => Ok(s),
+            Output::Logits(_) => Err(ApiError::Internal(
+                "engine answered logits to a sampling job".into(),
+            )),
+        }
+    })
+    .await?;
+    let predictions = per_input
+        .iter()
+        .map(|s| uncertain_prediction(labels, s, k, seed))
+        .collect();
+    Ok(Json(UncertaintyResponse {
+        model: state.info.name.clone(),
+        samples,
+        seed,
+        predictions,
+    }))
+}
+
+fn uncertain_prediction(
+    labels: &[String],
+    samples: &[Vec<f32>],
+    k: usize,
+    seed: u64,
+) -> UncertainPrediction {
+    let s = summarize(samples);
+    let mut scores: Vec<LabelMoments> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| LabelMoments {
+            label: label.clone(),
+            mean: s.mean[i],
+            std: s.std[i],
+        })
+        .collect();
+    scores.sort_by(|a, b| b.mean.total_cmp(&a.mean));
+    scores.truncate(k);
+    UncertainPrediction {
+        label: scores[0].label.clone(),
+        score: scores[0].mean,
+        scores,
+        predictive_entropy: s.predictive_entropy,
+        expected_entropy: s.expected_entropy,
+        mutual_information: s.mutual_information,
+        variation_ratio: s.variation_ratio,
+        margin: s.margin,
+        samples: s.samples,
+        seed,
+    }
+}
+
+/// A fresh seed for requests that give none (returned, so the answer can be reproduced).
+fn rand_seed() -> u64 {
+    let uuid = uuid::Uuid::new_v4();
+    let (high, _) = uuid.as_u64_pair();
+    high
+}

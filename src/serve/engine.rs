@@ -1,0 +1,359 @@
+//! The inference engine: the model on its own thread, fed by a bounded queue.
+//!
+//! As in text-embeddings-inference, the model never runs on a tokio worker.
+//! Handlers push a [`Job`] into a bounded `std::sync::mpsc` channel (a full
+//! queue is an immediate 429, never a wait) and await a oneshot reply. The
+//! engine thread takes the first waiting job, then keeps collecting jobs until
+//! the batch reaches `max_batch_size` rows or `max_batch_tokens` tokens, or
+//! `max_batch_wait` has passed, and runs them:
+//!
+//! - plain predictions of all collected requests share forward passes, sorted
+//!   by length and cut into chunks within the row and token budgets;
+//! - an uncertainty request's T samples are replicated into one pass per input
+//!   (T rows with T dropout keys), never T separate passes. These passes do not
+//!   mix inputs of different requests: floating-point sums depend on the shape
+//!   of the batch, and only a pass whose shape depends on the input alone
+//!   keeps "same input, same seed → bit-identical output" true under load.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::metrics::Metrics;
+use crate::model::{by_length, softmax, Classifier, DropoutMode};
+use crate::uncertainty::sample_key;
+
+/// How the engine groups work.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// Most rows (inputs, or inputs × samples) in one forward pass.
+    pub max_batch_size: usize,
+    /// Most padded tokens (rows × longest row) in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Longest time the first job of a batch waits for company.
+    pub max_batch_wait: Duration,
+    /// Jobs that may wait in the queue before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+/// What a job asks of the model.
+#[derive(Debug)]
+pub enum Work {
+    /// Deterministic logits for each row.
+    Classify {
+        /// Token ids per input.
+        rows: Vec<Vec<u32>>,
+    },
+    /// MC-dropout samples for each row.
+    Sample {
+        /// Token ids per input.
+        rows: Vec<Vec<u32>>,
+        /// Samples per input.
+        samples: usize,
+        /// Seed of the dropout masks.
+        seed: u64,
+    },
+}
+
+impl Work {
+    fn rows(&self) -> usize {
+        match self {
+            Work::Classify { rows } => rows.len(),
+            Work::Sample { rows, samples, .. } => rows.len() * samples,
+        }
+    }
+
+    fn tokens(&self) -> usize {
+        match self {
+            Work::Classify { rows } => rows.iter().map(Vec::len).sum(),
+            Work::Sample { rows, samples, .. } => {
+                rows.iter().map(Vec::len).sum::<usize>() * samples
+            }
+        }
+    }
+}
+
+/// The engine's answer.
+#[derive(Debug)]
+pub enum Output {
+    /// Raw logits per input.
+    Logits(Vec<Vec<f32>>),
+    /// Softmax probabilities per input per sample.
+    Samples(Vec<Vec<Vec<f32>>>),
+}
+
+/// An answer plus where the time went.
+#[derive(Debug)]
+pub struct Answer {
+    /// The result.
+    pub output: Output,
+    /// Time spent waiting in the queue.
+    pub queued: Duration,
+    /// Time spent computing this job's batch.
+    pub inference: Duration,
+}
+
+/// A unit of work with its reply channel.
+pub struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<Answer, String>>,
+    enqueued: Instant,
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full.
+    Full,
+    /// The engine has stopped.
+    Stopped,
+}
+
+/// A handle to the engine thread; cloning shares the same queue.
+#[derive(Clone)]
+pub struct Engine {
+    queue: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Starts the engine thread over `classifier`; it warms up, then sets `ready`.
+    pub fn start(
+        classifier: Arc<Classifier>,
+        settings: BatchSettings,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (queue, receiver) = mpsc::sync_channel(settings.queue_capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            classifier,
+            settings,
+            metrics,
+            depth: depth.clone(),
+        };
+        let ready_flag = ready.clone();
+        let handle = std::thread::Builder::new()
+            .name("candor-inference".into())
+            .spawn(move || {
+                worker.warm_up();
+                ready_flag.store(true, Ordering::SeqCst);
+                worker.run(receiver);
+            })?;
+        Ok((
+            Self {
+                queue,
+                depth,
+                ready,
+            },
+            handle,
+        ))
+    }
+
+    /// Queues work without waiting; the receiver yields the answer.
+    pub fn submit(
+        &self,
+        work: Work,
+    ) -> Result<oneshot::Receiver<Result<Answer, String>>, SubmitError> {
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            work,
+            reply,
+            enqueued: Instant::now(),
+        };
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(receiver),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// True once the warm-up pass has run.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+}
+
+struct Worker {
+    classifier: Arc<Classifier>,
+    settings: BatchSettings,
+    metrics: Arc<Metrics>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    fn warm_up(&self) {
+        let rows = vec![vec![self.classifier.encoder.pad_id(); 8]];
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        if let Err(e) = self.classifier.logits(&refs, DropoutMode::Off) {
+            tracing::error!(error = %e, "warm-up pass failed");
+        }
+    }
+
+    fn run(&self, receiver: Receiver<Job>) {
+        while let Ok(first) = receiver.recv() {
+            let jobs = self.collect(first, &receiver);
+            self.depth.fetch_sub(jobs.len(), Ordering::SeqCst);
+            self.metrics
+                .queue_depth
+                .set(self.depth.load(Ordering::SeqCst) as i64);
+            self.process(jobs);
+        }
+        tracing::info!("inference engine stopped");
+    }
+
+    /// Gathers jobs into one batch within the row, token and time budgets.
+    fn collect(&self, first: Job, receiver: &Receiver<Job>) -> Vec<Job> {
+        let deadline = Instant::now() + self.settings.max_batch_wait;
+        let (mut rows, mut tokens) = (first.work.rows(), first.work.tokens());
+        let mut jobs = vec![first];
+        while rows < self.settings.max_batch_size && tokens < self.settings.max_batch_tokens {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(wait) {
+                Ok(job) => {
+                    rows += job.work.rows();
+                    tokens += job.work.tokens();
+                    jobs.push(job);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        jobs
+    }
+
+    fn process(&self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        // Requests that gave up (timed out or disconnected) are not computed.
+        let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        let (classify, sample): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| matches!(j.work, Work::Classify { .. }));
+        let logits = self.classify_all(&classify);
+        let inference = started.elapsed();
+        for (job, result) in classify.into_iter().zip(logits) {
+            let answer = result.map(|l| Answer {
+                output: Output::Logits(l),
+                queued: started - job.enqueued,
+                inference,
+            });
+            let _ = job.reply.send(answer);
+        }
+        for job in sample {
+            let began = Instant::now();
+            let result = self.sample(&job.work);
+            let answer = result.map(|s| Answer {
+                output: Output::Samples(s),
+                queued: began - job.enqueued,
+                inference: began.elapsed(),
+            });
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Deterministic logits for every classify job, sharing forward passes.
+    fn classify_all(&self, jobs: &[Job]) -> Vec<Result<Vec<Vec<f32>>, String>> {
+        let mut all: Vec<(usize, usize, &[u32])> = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            if let Work::Classify { rows } = &job.work {
+                all.extend(rows.iter().enumerate().map(|(i, r)| (j, i, r.as_slice())));
+            }
+        }
+        let mut out: Vec<Vec<Vec<f32>>> = jobs
+            .iter()
+            .map(|j| vec![Vec::new(); j.work.rows()])
+            .collect();
+        let rows: Vec<Vec<u32>> = all.iter().map(|(_, _, r)| r.to_vec()).collect();
+        let order = by_length(&rows);
+        for chunk in self.chunks(&order, |i| rows[i].len()) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+            self.metrics.batch_rows.observe(batch.len() as f64);
+            match self.classifier.logits(&batch, DropoutMode::Off) {
+                Ok(logits) => {
+                    for (&i, l) in chunk.iter().zip(logits) {
+                        let (j, k, _) = all[i];
+                        out[j][k] = l;
+                    }
+                }
+                Err(e) => return jobs.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        }
+        out.into_iter().map(Ok).collect()
+    }
+
+    /// Cuts length-sorted rows into chunks within the row and token budgets.
+    fn chunks(&self, order: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+        let mut chunks = Vec::new();
+        let mut current: Vec<usize> = Vec::new();
+        for &i in order {
+            let longest = current
+                .iter()
+                .map(|&c| len(c))
+                .max()
+                .unwrap_or(0)
+                .max(len(i));
+            let fits = current.len() < self.settings.max_batch_size
+                && longest * (current.len() + 1) <= self.settings.max_batch_tokens;
+            if !fits && !current.is_empty() {
+                chunks.push(std::mem::take(&mut current));
+            }
+            current.push(i);
+        }
+        if !current.is_empty() {
+            chunks.push(current);
+        }
+        chunks
+    }
+
+    /// MC-dropout probabilities for one sampling job: per input, its samples in
+    /// passes within the row and token budgets (a cut that depends on the input
+    /// alone, so reproducible).
+    fn sample(&self, work: &Work) -> Result<Vec<Vec<Vec<f32>>>, String> {
+        let Work::Sample {
+            rows,
+            samples,
+            seed,
+        } = work
+        else {
+            return Ok(Vec::new());
+        };
+        self.metrics
+            .mc_samples
+            .inc_by(*samples as u64 * rows.len() as u64);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let by_tokens = self.settings.max_batch_tokens / row.len().max(1);
+            let per_pass = self.settings.max_batch_size.min(by_tokens).max(1);
+            let mut probs = Vec::with_capacity(*samples);
+            for start in (0..*samples).step_by(per_pass) {
+                let count = per_pass.min(samples - start);
+                let keys: Vec<u64> = (start..start + count)
+                    .map(|t| sample_key(*seed, t))
+                    .collect();
+                let batch: Vec<&[u32]> = vec![row.as_slice(); count];
+                self.metrics.batch_rows.observe(count as f64);
+                let logits = self
+                    .classifier
+                    .logits(&batch, DropoutMode::On(&keys))
+                    .map_err(|e| e.to_string())?;
+                probs.extend(logits.iter().map(|l| softmax(l, 1.0)));
+            }
+            out.push(probs);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type of the HTTP boundary and its single mapping to status codes.
+//!
+//! Every error leaves as JSON `{"error": message, "type": kind}` with a stable
+//! `type`; internal failures are logged and become an opaque 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON of the expected shape.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// The body is not UTF-8.
+    #[error("request body is not valid UTF-8")]
+    NotUtf8,
+    /// A field has a value outside what is allowed.
+    #[error("{0}")]
+    Validation(String),
+    /// More inputs than the server accepts in one request.
+    #[error("{count} inputs exceed the maximum of {max} per request")]
+    TooManyInputs {
+        /// Inputs sent.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The body exceeds the size limit.
+    #[error("request body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// A text is longer than the model accepts and truncation was refused.
+    #[error("input {index} has {tokens} tokens, more than the model's maximum of {max}; send \"truncate\": true to cut it")]
+    InputTooLong {
+        /// 0-based input index.
+        index: usize,
+        /// Tokens it needs.
+        tokens: usize,
+        /// The model's maximum.
+        max: usize,
+    },
+    /// Missing or wrong API key.
+    #[error("missing or invalid API key: send 'Authorization: Bearer <key>'")]
+    Unauthorized,
+    /// The queue is full; try again shortly.
+    #[error("the server is busy: the inference queue is full")]
+    Overloaded,
+    /// The request did not finish within the request timeout.
+    #[error("the request did not finish within {0} ms")]
+    Timeout(u64),
+    /// The model is not ready (warming up or shutting down).
+    #[error("the model is not available: {0}")]
+    Unavailable(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The route exists but not with this method.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// Anything unexpected; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A human-readable message.
+    pub error: String,
+    /// A stable machine-readable kind.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl ApiError {
+    /// The HTTP status and stable kind of this error.
+    pub fn status_and_kind(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidJson(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_json"),
+            ApiError::NotUtf8 => (StatusCode::BAD_REQUEST, "invalid_encoding"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            ApiError::TooManyInputs { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_inputs"),
+            ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::InputTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "input_too_long"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_kind();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            kind,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,84 @@
+//! The path every prediction takes: validate texts, tokenize off the async
+//! runtime, queue for the engine and wait, all within the request timeout.
+
+use std::time::Instant;
+
+use super::engine::{Answer, SubmitError, Work};
+use super::error::ApiError;
+use super::AppState;
+use crate::model::TokenizerError;
+
+/// Checks the inputs of a request before any work is done.
+pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiError> {
+    if texts.is_empty() {
+        return Err(ApiError::Validation("\"inputs\" must not be empty".into()));
+    }
+    if texts.len() > max_inputs {
+        return Err(ApiError::TooManyInputs {
+            count: texts.len(),
+            max: max_inputs,
+        });
+    }
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(ApiError::Validation(format!("input {i} is empty")));
+    }
+    Ok(())
+}
+
+/// Tokenizes on the blocking pool, so a long text never stalls a tokio worker.
+pub async fn tokenize(
+    state: &AppState,
+    texts: Vec<String>,
+    truncate: bool,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let classifier = state.classifier.clone();
+    let started = Instant::now();
+    let rows = tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(index, t)| match classifier.encoder.encode(t, truncate) {
+                Ok(e) => Ok(e.ids),
+                Err(TokenizerError::TooLong { tokens, max }) => {
+                    Err(ApiError::InputTooLong { index, tokens, max })
+                }
+                Err(e) => Err(ApiError::Internal(e.to_string())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))??;
+    tracing::Span::current().record("tokenize_ms", started.elapsed().as_secs_f64() * 1e3);
+    Ok(rows)
+}
+
+/// Queues work for the engine and waits for its answer.
+pub async fn compute(state: &AppState, work: Work) -> Result<Answer, ApiError> {
+    let receiver = state.engine.submit(work).map_err(|e| match e {
+        SubmitError::Full => ApiError::Overloaded,
+        SubmitError::Stopped => ApiError::Unavailable("the inference engine has stopped".into()),
+    })?;
+    state
+        .metrics
+        .queue_depth
+        .set(state.engine.queue_depth() as i64);
+    let answer = receiver
+        .await
+        .map_err(|_| ApiError::Unavailable("the inference engine dropped the request".into()))?
+        .map_err(ApiError::Internal)?;
+    let span = tracing::Span::current();
+    span.record("queue_ms", answer.queued.as_secs_f64() * 1e3);
+    span.record("inference_ms", answer.inference.as_secs_f64() * 1e3);
+    Ok(answer)
+}
+
+/// Runs `f` within the request timeout; past it the client gets 503.
+pub async fn within_deadline<T>(
+    state: &AppState,
+    f: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let limit = state.settings.limits.request_timeout;
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| ApiError::Timeout(limit.as_millis() as u64))?
+}

@@ -1,0 +1,81 @@
+//! Prometheus metrics: requests by route and status, latency, batch sizes,
+//! queue depth and MC samples, rendered as the text exposition format.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: IntCounterVec,
+    /// Request latency in seconds by route.
+    pub latency: HistogramVec,
+    /// Rows per forward pass.
+    pub batch_rows: Histogram,
+    /// Jobs waiting for the engine.
+    pub queue_depth: IntGauge,
+    /// MC-dropout samples computed (inputs × samples).
+    pub mc_samples: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("candor".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )?;
+        let batch_rows = Histogram::with_opts(
+            HistogramOpts::new(
+                "batch_rows",
+                "Rows (inputs or inputs x samples) per forward pass",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        let queue_depth = IntGauge::new("queue_depth", "Jobs waiting for the inference engine")?;
+        let mc_samples = IntCounter::new(
+            "mc_samples_total",
+            "MC-dropout forward rows computed (inputs x samples)",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(batch_rows.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(mc_samples.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            batch_rows,
+            queue_depth,
+            mc_samples,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}

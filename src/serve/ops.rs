@@ -1,0 +1,54 @@
+//! Operational routes: model description, liveness, readiness, metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use super::api::{ModelInfo, Readiness};
+use super::AppState;
+
+/// The model being served: labels, sizes, temperature, training metrics, weights hash.
+#[utoipa::path(get, path = "/v1/model", responses((status = 200, body = ModelInfo)))]
+pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
+    Json(state.info.clone())
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the model is loaded and warm (503 until then).
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let ready = state.engine.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            queue_depth: state.engine.queue_depth(),
+        }),
+    )
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    state
+        .metrics
+        .queue_depth
+        .set(state.engine.queue_depth() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
