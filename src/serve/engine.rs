@@ -198,7 +198,7 @@ struct Worker {
 
 impl Worker {
     fn warm_up(&self) {
-        let rows = vec![vec![self.classifier.encoder.pad_id(); 8]];
+        let rows = [vec![self.classifier.encoder.pad_id(); 8]];
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
         if let Err(e) = self.classifier.logits(&refs, DropoutMode::Off) {
             tracing::error!(error = %e, "warm-up pass failed");
