@@ -1,0 +1,106 @@
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn predict_answers_like_text_embeddings_inference() {
+    let app = spawn_app().await;
+    let single: Value = app
+        .post("/predict", json!({"inputs": "Who wrote Hamlet ?"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let single = single.as_array().unwrap();
+    assert_eq!(single.len(), 6);
+    assert!(single[0]["label"].is_string() && single[0]["score"].is_number());
+    let batch: Value = app
+        .post(
+            "/predict",
+            json!({"inputs": ["Who wrote Hamlet ?", "Where is Lima ?"], "raw_scores": true}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert_eq!(batch[0].as_array().unwrap().len(), 6);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_root_route_answers_like_the_hugging_face_inference_api() {
+    let app = spawn_app().await;
+    let body: Value = app
+        .post(
+            "/",
+            json!({"inputs": "Who wrote Hamlet ?", "parameters": {"top_k": 2}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0].as_array().unwrap().len(), 2);
+    let logits: Value = app
+        .post(
+            "/",
+            json!({"inputs": ["a", "b"], "parameters": {"function_to_apply": "none"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logits.as_array().unwrap().len(), 2);
+    let bad = app
+        .post(
+            "/",
+            json!({"inputs": "a", "parameters": {"function_to_apply": "cube"}}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    app.stop().await.unwrap();
+}
+
+fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("CANDOR_PYTHON") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let default = Path::new(&home).join(".cache/candor/venv/bin/python");
+    assert!(
+        default.is_file(),
+        "no Python with huggingface_hub: run scripts/python-env.sh or set CANDOR_PYTHON"
+    );
+    default
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_hugging_face_client_works_unchanged() {
+    let app = spawn_app().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hf_client.py");
+    let address = app.address.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .arg(address)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "huggingface_hub client failed:\n{text}"
+    );
+    assert!(text.contains("label="), "{text}");
+    app.stop().await.unwrap();
+}

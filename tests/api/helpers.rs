@@ -1,0 +1,121 @@
+//! Starting the real server on 127.0.0.1:0 with the fixture model.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use candor::serve::engine::BatchSettings;
+use candor::serve::{Limits, SamplingLimits, ServeSettings};
+use tokio::sync::oneshot;
+
+/// The small trec6 model committed for tests.
+pub fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
+}
+
+/// Settings tests start from.
+pub fn test_settings() -> ServeSettings {
+    ServeSettings {
+        limits: Limits {
+            max_inputs: 16,
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(20),
+        },
+        batch: BatchSettings {
+            max_batch_size: 32,
+            max_batch_tokens: 4096,
+            max_batch_wait: Duration::from_millis(5),
+            queue_capacity: 64,
+        },
+        sampling: SamplingLimits {
+            default_samples: 30,
+            max_samples: 100,
+        },
+        api_key: None,
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+    /// A client for it.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// POSTs JSON to `path`.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.await?
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for a server whose shutdown has begun.
+    pub async fn finished(self) -> anyhow::Result<()> {
+        self.server.await?
+    }
+}
+
+/// Starts a server with `settings` and waits until it is ready.
+pub async fn spawn_app_with(settings: ServeSettings) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        candor::serve::run(listener, &fixture_model(), settings, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{address}/readyz")).send().await {
+            if r.status() == 200 {
+                return TestApp {
+                    address,
+                    client,
+                    shutdown: Some(tx),
+                    server,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("server did not become ready");
+}
+
+/// Starts a server with the test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}

@@ -1,0 +1,9 @@
+//! The HTTP service, started for real on 127.0.0.1:0 with a small fixture model.
+
+mod classify;
+mod compat;
+mod errors;
+mod helpers;
+mod load;
+mod operations;
+mod properties;

@@ -1,0 +1,84 @@
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_model_route_describes_the_served_model() {
+    let app = spawn_app().await;
+    let info: Value = app.get("/v1/model").await.json().await.unwrap();
+    assert_eq!(info["name"], "tiny-trec6");
+    assert_eq!(info["labels"].as_array().unwrap().len(), 6);
+    assert_eq!(info["hidden_size"], 32);
+    assert_eq!(info["weights_sha256"].as_str().unwrap().len(), 64);
+    assert!(info["temperature"].as_f64().unwrap() > 0.0);
+    assert!(info["training_metrics"]["test"]["deterministic"]["accuracy"].is_number());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_docs_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    for path in [
+        "/v1/classify",
+        "/v1/classify/uncertainty",
+        "/predict",
+        "/",
+        "/v1/model",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI spec"
+        );
+    }
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_id_is_echoed_or_generated() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = app.get("/healthz").await;
+    assert_eq!(r.headers()["x-request-id"].to_str().unwrap().len(), 36);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.post("/v1/classify", json!({"inputs": "Who ?"})).await;
+    app.post("/v1/classify", json!({"inputs": ""})).await;
+    app.post(
+        "/v1/classify/uncertainty",
+        json!({"inputs": "Who ?", "samples": 5}),
+    )
+    .await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"candor_http_requests_total{method="POST",route="/v1/classify",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"candor_http_requests_total{method="POST",route="/v1/classify",status="422"} 1"#
+    ));
+    assert!(text.contains("candor_http_request_duration_seconds_bucket"));
+    assert!(text.contains("candor_queue_depth"));
+    assert!(text.contains("candor_mc_samples_total 5"));
+    assert!(text.contains("candor_batch_rows_count"));
+    app.stop().await.unwrap();
+}
