@@ -239,6 +239,9 @@ pub struct TrainArgs {
     /// Early-stopping patience in epochs.
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
+    /// Probability of replacing each training word piece with [MASK] (input noise against memorising).
+    #[arg(long, default_value_t = 0.0)]
+    pub token_mask: f64,
     /// Seed of splits, initial weights, batch order and dropout.
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -290,6 +293,7 @@ impl TrainArgs {
                 weight_decay: self.weight_decay,
                 max_grad_norm: self.max_grad_norm,
                 patience: self.patience,
+                token_mask_prob: self.token_mask,
                 seed: self.seed,
             },
             init_from: self.init_from.clone(),

@@ -186,6 +186,11 @@ impl TextEncoder {
         self.tokenizer.get_model().get_vocab_size()
     }
 
+    /// The id of `[MASK]`, if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<u32> {
+        self.tokenizer.token_to_id("[MASK]")
+    }
+
     /// The id of `[PAD]`.
     pub fn pad_id(&self) -> u32 {
         self.pad_id

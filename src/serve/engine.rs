@@ -255,7 +255,7 @@ impl Worker {
         }
         for job in sample {
             let began = Instant::now();
-            let result = self.sample(&job.work);
+            let result = self.sample(&job.work, &job.reply);
             let answer = result.map(|s| Answer {
                 output: Output::Samples(s),
                 queued: began - job.enqueued,
@@ -322,7 +322,7 @@ impl Worker {
     /// MC-dropout probabilities for one sampling job: per input, its samples in
     /// passes within the row and token budgets (a cut that depends on the input
     /// alone, so reproducible).
-    fn sample(&self, work: &Work) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    fn sample(&self, work: &Work, reply: &oneshot::Sender<Result<Answer, String>>) -> Result<Vec<Vec<Vec<f32>>>, String> {
         let Work::Sample {
             rows,
             samples,
@@ -336,6 +336,10 @@ impl Worker {
             .inc_by(*samples as u64 * rows.len() as u64);
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
+            if reply.is_closed() {
+                // The client has gone (timeout or disconnect): stop spending compute on it.
+                return Err("abandoned".into());
+            }
             let by_tokens = self.settings.max_batch_tokens / row.len().max(1);
             let per_pass = self.settings.max_batch_size.min(by_tokens).max(1);
             let mut probs = Vec::with_capacity(*samples);

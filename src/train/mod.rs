@@ -73,6 +73,10 @@ pub struct Optimisation {
     pub max_grad_norm: f64,
     /// Stop after this many epochs without a better validation loss.
     pub patience: usize,
+    /// Probability of replacing each word piece of a training example with
+    /// `[MASK]` at each step: noise on the input that, like dropout, keeps a
+    /// small model from memorising its training texts.
+    pub token_mask_prob: f64,
     /// Seeds splitting, initial weights, batch order and dropout masks.
     pub seed: u64,
 }
@@ -371,6 +375,7 @@ struct Run<'a> {
     training_net: &'a BertClassifier,
     eval_net: &'a BertClassifier,
     pad_id: u32,
+    mask_id: Option<u32>,
     settings: &'a TrainSettings,
     optimizer: AdamW,
     device: Device,
@@ -412,6 +417,7 @@ impl<'a> Run<'a> {
             training_net,
             eval_net,
             pad_id: encoder.pad_id(),
+            mask_id: encoder.mask_id(),
             settings,
             optimizer: AdamW::new(params, settings_adamw),
             device: Device::Cpu,
@@ -489,9 +495,18 @@ impl<'a> Run<'a> {
         lr: f64,
         step_key: u64,
     ) -> anyhow::Result<f64> {
-        let rows: Vec<&[u32]> = batch.iter().map(|&i| set.rows[i].as_slice()).collect();
-        let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
         let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
+        let p = self.settings.optimisation.token_mask_prob;
+        let masked: Vec<Vec<u32>> = batch
+            .iter()
+            .zip(&keys)
+            .map(|(&i, &key)| match self.mask_id {
+                Some(mask) if p > 0.0 => mask_tokens(&set.rows[i], mask, p, key),
+                _ => set.rows[i].clone(),
+            })
+            .collect();
+        let rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+        let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
         let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
         let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
@@ -572,6 +587,16 @@ impl<'a> Run<'a> {
             eprintln!("{line}");
         }
     }
+}
+
+/// Replaces each word piece between `[CLS]` and `[SEP]` by `mask` with probability `p`.
+fn mask_tokens(row: &[u32], mask: u32, p: f64, key: u64) -> Vec<u32> {
+    let mut rng = SeededRng::new(mix(key, 0x3A5C));
+    let last = row.len().saturating_sub(1);
+    row.iter()
+        .enumerate()
+        .map(|(i, &t)| if i > 0 && i < last && rng.next_f64() < p { mask } else { t })
+        .collect()
 }
 
 /// Batches of similar length: shuffle, sort pools of 50 batches by length,
