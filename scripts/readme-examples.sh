@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Starts `candor serve` on the shipped model and prints, as Markdown, a curl
+# example of each endpoint with its real output (pasted into the README).
+# Usage: scripts/readme-examples.sh [MODEL_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-models/sentiment}"
+port=8182
+cargo build --release --quiet
+target/release/candor serve --model "$model" --addr "127.0.0.1:$port" > /tmp/candor-examples.log 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+until curl -sf "127.0.0.1:$port/readyz" > /dev/null; do sleep 0.2; done
+pretty() { python3 -c '
+import json, sys
+def show(v, indent=""):
+    # Top-level keys on their own lines, lists of objects one object a line.
+    if isinstance(v, dict) and indent == "":
+        items = list(v.items())
+        print("{")
+        for i, (k, x) in enumerate(items):
+            end = "," if i + 1 < len(items) else ""
+            if isinstance(x, list) and x and isinstance(x[0], (dict, list)):
+                print(f" {json.dumps(k)}: [")
+                for j, e in enumerate(x):
+                    print("  " + json.dumps(e, ensure_ascii=False) + ("," if j + 1 < len(x) else ""))
+                print(" ]" + end)
+            else:
+                print(f" {json.dumps(k)}: {json.dumps(x, ensure_ascii=False)}{end}")
+        print("}")
+    elif isinstance(v, list) and v and isinstance(v[0], (dict, list)):
+        print("[")
+        for j, e in enumerate(v):
+            print(" " + json.dumps(e, ensure_ascii=False) + ("," if j + 1 < len(v) else ""))
+        print("]")
+    else:
+        print(json.dumps(v, ensure_ascii=False))
+text = sys.stdin.read()
+try:
+    show(json.loads(text))
+except ValueError:
+    print(text[:700])'; }
+post() { # title, path, body
+  echo "**$1**"; echo '```'
+  echo "\$ curl -s localhost:8080$2 -d '$3'"
+  curl -s "127.0.0.1:$port$2" -d "$3" | pretty
+  echo '```'
+}
+get() { # title, path
+  echo "**$1**"; echo '```'
+  echo "\$ curl -s localhost:8080$2"
+  curl -s "127.0.0.1:$port$2" | pretty
+  echo '```'
+}
+post "Classify: calibrated scores, high to low, one prediction per input" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "the plot is a mess and the jokes fall flat"]}'
+post "Uncertainty: 30 MC-dropout samples, seeded" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "it is a film"], "samples": 30, "seed": 7}'
+post "text-embeddings-inference compatible" /predict '{"inputs": "a warm, funny, sharply written film"}'
+post "Hugging Face Inference API compatible" / '{"inputs": "a warm, funny, sharply written film", "parameters": {"top_k": 1}}'
+get "The model (training_metrics shortened here)" /v1/model | sed -E 's/^ "training_metrics": .*$/ "training_metrics": {"labels": [...], "history": [...], "train": {...}, "val": {...}, "test": {...}, ...}/'
+get "Readiness" /readyz
+post "An error" /v1/classify '{"inputs": []}'
+post "Another error" /v1/classify/uncertainty '{"inputs": "fine", "samples": 1000}'
+echo "**Metrics** (excerpt)"; echo '```'; echo '$ curl -s localhost:8080/metrics'
+curl -s "127.0.0.1:$port/metrics" | grep -E '^candor_(http_requests_total|batch_rows_(sum|count)|queue_depth|mc_samples_total)' | head -12
+echo '```'
