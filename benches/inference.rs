@@ -26,17 +26,40 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", threads);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let model = std::env::var("CANDOR_MODEL").map(PathBuf::from).unwrap_or_else(|_| root.join("models/sentiment"));
+    let model = std::env::var("CANDOR_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("models/sentiment"));
     let classifier = Classifier::load(&model)?;
-    let examples = read_examples(&root.join("data/rotten_tomatoes.jsonl"), &FieldNames::default())?;
+    let examples = read_examples(
+        &root.join("data/rotten_tomatoes.jsonl"),
+        &FieldNames::default(),
+    )?;
     let texts: Vec<String> = examples.iter().take(640).map(|e| e.text.clone()).collect();
-    let mean_tokens = texts.iter().map(|t| classifier.encoder.encode(t, true).map(|e| e.ids.len()).unwrap_or(0)).sum::<usize>() as f64 / texts.len() as f64;
-    println!("model {} ({} texts, {:.1} tokens on average)", model.display(), texts.len(), mean_tokens);
+    let mean_tokens = texts
+        .iter()
+        .map(|t| {
+            classifier
+                .encoder
+                .encode(t, true)
+                .map(|e| e.ids.len())
+                .unwrap_or(0)
+        })
+        .sum::<usize>() as f64
+        / texts.len() as f64;
+    println!(
+        "model {} ({} texts, {:.1} tokens on average)",
+        model.display(),
+        texts.len(),
+        mean_tokens
+    );
 
     for batch in [1usize, 32] {
         let started = Instant::now();
         for chunk in texts.chunks(batch) {
-            let rows: Vec<Vec<u32>> = chunk.iter().map(|t| classifier.encoder.encode(t, true).map(|e| e.ids)).collect::<Result<_, _>>()?;
+            let rows: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|t| classifier.encoder.encode(t, true).map(|e| e.ids))
+                .collect::<Result<_, _>>()?;
             let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
             classifier.logits(&refs, DropoutMode::Off)?;
         }
@@ -46,20 +69,40 @@ fn main() -> anyhow::Result<()> {
 
     let ids = classifier.encoder.encode(&texts[0], true)?.ids;
     let plain = time(200, || {
-        classifier.logits(&[&ids], DropoutMode::Off).map(|_| ()).unwrap_or(());
+        classifier
+            .logits(&[&ids], DropoutMode::Off)
+            .map(|_| ())
+            .unwrap_or(());
     });
     let keys: Vec<u64> = (0..30).map(|t| sample_key(0, t)).collect();
     let rows: Vec<&[u32]> = vec![ids.as_slice(); 30];
     let batched = time(50, || {
-        classifier.logits(&rows, DropoutMode::On(&keys)).map(|_| ()).unwrap_or(());
+        classifier
+            .logits(&rows, DropoutMode::On(&keys))
+            .map(|_| ())
+            .unwrap_or(());
     });
     let naive = time(10, || {
         for key in &keys {
-            classifier.logits(&[&ids], DropoutMode::On(std::slice::from_ref(key))).map(|_| ()).unwrap_or(());
+            classifier
+                .logits(&[&ids], DropoutMode::On(std::slice::from_ref(key)))
+                .map(|_| ())
+                .unwrap_or(());
         }
     });
-    println!("one plain prediction:            {:>8.3} ms", plain.as_secs_f64() * 1e3);
-    println!("30 MC samples, one batched pass: {:>8.3} ms ({:.1}x a plain prediction)", batched.as_secs_f64() * 1e3, batched.as_secs_f64() / plain.as_secs_f64());
-    println!("30 MC samples, naive loop:       {:>8.3} ms ({:.1}x)", naive.as_secs_f64() * 1e3, naive.as_secs_f64() / plain.as_secs_f64());
+    println!(
+        "one plain prediction:            {:>8.3} ms",
+        plain.as_secs_f64() * 1e3
+    );
+    println!(
+        "30 MC samples, one batched pass: {:>8.3} ms ({:.1}x a plain prediction)",
+        batched.as_secs_f64() * 1e3,
+        batched.as_secs_f64() / plain.as_secs_f64()
+    );
+    println!(
+        "30 MC samples, naive loop:       {:>8.3} ms ({:.1}x)",
+        naive.as_secs_f64() * 1e3,
+        naive.as_secs_f64() / plain.as_secs_f64()
+    );
     Ok(())
 }

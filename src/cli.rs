@@ -182,6 +182,9 @@ pub struct TrainArgs {
     /// Start from a Hugging Face BERT checkpoint directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, env = "CANDOR_INIT_FROM")]
     pub init_from: Option<PathBuf>,
+    /// Epochs of masked-language-model pre-training on the training texts before fine-tuning (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub pretrain_epochs: usize,
     /// Fraction of --data held out for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
@@ -204,19 +207,19 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 128)]
     pub max_positions: usize,
     /// WordPiece vocabulary size.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 5000)]
     pub vocab_size: usize,
     /// Longest tokenized input; longer texts are truncated.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
     /// Dropout on embeddings, attention output and feed-forward output (BERT's hidden_dropout_prob).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.2)]
     pub hidden_dropout: f64,
     /// Dropout on attention probabilities (attention_probs_dropout_prob).
     #[arg(long, default_value_t = 0.1)]
     pub attention_dropout: f64,
     /// Dropout on the classifier input (classifier_dropout).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.2)]
     pub classifier_dropout: f64,
     /// Maximum epochs.
     #[arg(long, default_value_t = 20)]
@@ -225,7 +228,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 5e-4)]
     pub learning_rate: f64,
     /// Fraction of steps spent on linear warm-up.
     #[arg(long, default_value_t = 0.1)]
@@ -240,7 +243,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
     /// Probability of replacing each training word piece with [MASK] (input noise against memorising).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.15)]
     pub token_mask: f64,
     /// Seed of splits, initial weights, batch order and dropout.
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
@@ -297,6 +300,7 @@ impl TrainArgs {
                 seed: self.seed,
             },
             init_from: self.init_from.clone(),
+            pretrain_epochs: self.pretrain_epochs,
             mc_samples: self.mc_samples,
             quiet: self.quiet,
             command: std::env::args().collect::<Vec<_>>().join(" "),

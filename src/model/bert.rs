@@ -358,6 +358,13 @@ impl BertClassifier {
 
     /// The encoder and pooler: the tanh-pooled `[CLS]` vector `(batch, hidden)`.
     pub fn pooled(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<Tensor> {
+        let x = self.encode(batch, mode)?;
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        self.pooler.forward(&cls)?.tanh()
+    }
+
+    /// The encoder's last hidden states `(batch, seq, hidden)`.
+    pub fn encode(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<Tensor> {
         let (b, s) = batch.attention_mask.dims2()?;
         let mask_bias =
             ((batch.attention_mask.clone() - 1.0)? * -MASKED_SCORE)?.reshape((b, 1, 1, s))?;
@@ -372,8 +379,12 @@ impl BertClassifier {
             };
             x = encoder_layer.forward(&x, &mask_bias, &step)?;
         }
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
-        self.pooler.forward(&cls)?.tanh()
+        Ok(x)
+    }
+
+    /// The word-embedding table `(vocab, hidden)`, which a masked-language-model head shares.
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.embeddings.word.embeddings()
     }
 
     /// The head alone: dropout on the pooled vector, then the linear classifier.

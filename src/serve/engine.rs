@@ -322,7 +322,11 @@ impl Worker {
     /// MC-dropout probabilities for one sampling job: per input, its samples in
     /// passes within the row and token budgets (a cut that depends on the input
     /// alone, so reproducible).
-    fn sample(&self, work: &Work, reply: &oneshot::Sender<Result<Answer, String>>) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    fn sample(
+        &self,
+        work: &Work,
+        reply: &oneshot::Sender<Result<Answer, String>>,
+    ) -> Result<Vec<Vec<Vec<f32>>>, String> {
         let Work::Sample {
             rows,
             samples,

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod optimizer;
+pub mod pretrain;
 pub mod schedule;
 pub mod temperature;
 
@@ -94,6 +95,8 @@ pub struct TrainSettings {
     pub optimisation: Optimisation,
     /// A Hugging Face BERT checkpoint to fine-tune instead of starting from scratch.
     pub init_from: Option<PathBuf>,
+    /// Epochs of masked-language-model pre-training on the training texts before fine-tuning (0: none).
+    pub pretrain_epochs: usize,
     /// MC-dropout samples used for the metrics written beside the model.
     pub mc_samples: usize,
     /// Logs instead of a progress bar.
@@ -182,6 +185,27 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
 
     let train_set = EncodedSet::new(&encoder, &splits.train, &labels)?;
     let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
+    if settings.pretrain_epochs > 0 {
+        let mask_id = encoder
+            .mask_id()
+            .context("pre-training needs a [MASK] token")?;
+        let pretraining = pretrain::PretrainSettings {
+            epochs: settings.pretrain_epochs,
+            batch_size: opt.batch_size,
+            learning_rate: opt.learning_rate,
+            seed: opt.seed,
+        };
+        pretrain::pretrain(
+            &training_net,
+            &varmap,
+            &config,
+            &train_set.rows,
+            mask_id,
+            encoder.pad_id(),
+            pretraining,
+            settings.quiet,
+        )?;
+    }
     let mut run = Run::new(&varmap, &training_net, &eval_net, &encoder, settings)?;
     let fitted = run.fit(&train_set, &val_set)?;
 
@@ -595,7 +619,13 @@ fn mask_tokens(row: &[u32], mask: u32, p: f64, key: u64) -> Vec<u32> {
     let last = row.len().saturating_sub(1);
     row.iter()
         .enumerate()
-        .map(|(i, &t)| if i > 0 && i < last && rng.next_f64() < p { mask } else { t })
+        .map(|(i, &t)| {
+            if i > 0 && i < last && rng.next_f64() < p {
+                mask
+            } else {
+                t
+            }
+        })
         .collect()
 }
 
