@@ -194,16 +194,16 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
             batch_size: opt.batch_size,
             learning_rate: opt.learning_rate,
             seed: opt.seed,
+            mask_id,
+            pad_id: encoder.pad_id(),
+            quiet: settings.quiet,
         };
         pretrain::pretrain(
             &training_net,
             &varmap,
             &config,
             &train_set.rows,
-            mask_id,
-            encoder.pad_id(),
             pretraining,
-            settings.quiet,
         )?;
     }
     let mut run = Run::new(&varmap, &training_net, &eval_net, &encoder, settings)?;

@@ -185,11 +185,7 @@ pub fn pretrain(
                 .zip(&keys)
                 .map(|(&i, &k)| corrupt(&rows[i], mask_id, vocab, k))
                 .collect();
-            let width = corrupted
-                .iter()
-                .map(|(ids, _)| ids.len())
-                .max()
-                .unwrap_or(1);
+            let width = corrupted.iter().map(|c| c.ids.len()).max().unwrap_or(1);
             let mut positions = Vec::new();
             let mut targets = Vec::new();
             for (r, c) in corrupted.iter().enumerate() {
