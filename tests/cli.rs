@@ -230,3 +230,34 @@ fn a_model_directory_without_weights_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn init_from_reuses_a_checkpoints_tokenizer_and_encoder_with_a_fresh_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = train_tiny(dir.path());
+    let data = subset(dir.path(), "sms_spam.jsonl", 300);
+    let out = dir.path().join("fine-tuned");
+    let o = candor(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--init-from",
+        base.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--mc-samples",
+        "0",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(base.join("tokenizer.json")).unwrap(),
+        std::fs::read_to_string(out.join("tokenizer.json")).unwrap()
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["id2label"]["0"], "ham");
+    assert_eq!(config["hidden_size"], 32);
+}
