@@ -35,6 +35,7 @@ fn subset(dir: &Path, data: &str, n: usize) -> PathBuf {
 }
 
 fn train_tiny(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let data = subset(dir, "trec6.jsonl", 600);
     let out = dir.join("model");
     let o = candor(&[
@@ -260,4 +261,18 @@ fn init_from_reuses_a_checkpoints_tokenizer_and_encoder_with_a_fresh_head() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["id2label"]["0"], "ham");
     assert_eq!(config["hidden_size"], 32);
+}
+
+#[test]
+fn training_twice_with_one_seed_gives_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = train_tiny(&dir.path().join("a"));
+    let second = train_tiny(&dir.path().join("b"));
+    for file in ["tokenizer.json", "model.safetensors", "config.json"] {
+        assert_eq!(
+            std::fs::read(first.join(file)).unwrap(),
+            std::fs::read(second.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod bert;
 pub mod config;
 pub mod dropout;
 pub mod tokenizer;
+pub mod wordpiece;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

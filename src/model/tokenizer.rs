@@ -4,12 +4,16 @@
 use std::path::Path;
 
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
-use tokenizers::models::TrainerWrapper;
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, Model, ModelWrapper, Tokenizer};
+use tokenizers::{
+    AddedToken, Model, ModelWrapper, NormalizedString, Normalizer, OffsetReferential, OffsetType,
+    PreTokenizedString, PreTokenizer, Tokenizer,
+};
+
+use super::wordpiece::learn_vocabulary;
 
 /// The special tokens, in the order that gives them ids 0–4.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -65,32 +69,45 @@ impl std::fmt::Debug for TextEncoder {
 }
 
 impl TextEncoder {
-    /// Trains a BERT-style WordPiece tokenizer on `texts`.
+    /// Trains a BERT-style WordPiece tokenizer on `texts`, deterministically.
     pub fn train(
         texts: &[String],
         vocab_size: usize,
         max_length: usize,
     ) -> Result<Self, TokenizerError> {
-        let mut tokenizer = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::default()));
+        let normalizer = BertNormalizer::new(true, true, None, true);
+        let mut words = std::collections::BTreeMap::<String, u64>::new();
+        for text in texts {
+            let mut normalized = NormalizedString::from(text.as_str());
+            normalizer.normalize(&mut normalized).map_err(library)?;
+            let mut split = PreTokenizedString::from(normalized);
+            BertPreTokenizer.pre_tokenize(&mut split).map_err(library)?;
+            for (word, _, _) in split.get_splits(OffsetReferential::Original, OffsetType::Char) {
+                *words.entry(word.to_string()).or_default() += 1;
+            }
+        }
+        let vocabulary = learn_vocabulary(&words, &SPECIAL_TOKENS, vocab_size, 2);
+        let vocab: ahash::AHashMap<String, u32> = vocabulary
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t, i as u32))
+            .collect();
+        let model = WordPiece::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .continuing_subword_prefix("##".into())
+            .build()
+            .map_err(library)?;
+        let mut tokenizer = Tokenizer::new(ModelWrapper::WordPiece(model));
         tokenizer
-            .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+            .with_normalizer(Some(normalizer))
             .with_pre_tokenizer(Some(BertPreTokenizer))
             .with_decoder(Some(WordPieceDecoder::default()));
-        let specials = SPECIAL_TOKENS
+        let specials: Vec<AddedToken> = SPECIAL_TOKENS
             .iter()
             .map(|t| AddedToken::from(*t, true))
             .collect();
-        let mut trainer = TrainerWrapper::WordPieceTrainer(
-            WordPieceTrainer::builder()
-                .vocab_size(vocab_size)
-                .min_frequency(2)
-                .show_progress(false)
-                .special_tokens(specials)
-                .build(),
-        );
-        tokenizer
-            .train(&mut trainer, texts.iter())
-            .map_err(library)?;
+        tokenizer.add_special_tokens(&specials);
         let id = |t: &'static str| {
             tokenizer
                 .token_to_id(t)
@@ -227,6 +244,30 @@ mod tests {
         }
         let tokens = encoder.tokens("A warm film").unwrap();
         assert_eq!(tokens, vec!["[CLS]", "a", "warm", "film", "[SEP]"]);
+    }
+
+    #[test]
+    fn training_twice_on_the_same_texts_gives_the_same_tokenizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "sample text {} with words like film{} and fun",
+                    i % 17,
+                    i % 5
+                )
+            })
+            .collect();
+        for i in 0..3 {
+            TextEncoder::train(&texts, 120, 32)
+                .unwrap()
+                .save(&dir.path().join(format!("{i}.json")))
+                .unwrap();
+        }
+        let read =
+            |i: usize| std::fs::read_to_string(dir.path().join(format!("{i}.json"))).unwrap();
+        assert_eq!(read(0), read(1));
+        assert_eq!(read(0), read(2));
     }
 
     #[test]
