@@ -3,7 +3,8 @@
 //! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
 //! request with 30 samples (one pass of 30 rows) against one plain
-//! prediction and against a naive loop of 30 single passes.
+//! prediction, against `head` mode (dropout on the classifier only) and
+//! against a naive loop of 30 single passes.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,9 +54,21 @@ fn main() -> anyhow::Result<()> {
         mean_tokens
     );
 
-    for batch in [1usize, 32] {
+    let mut by_length = texts.clone();
+    by_length.sort_by_key(|t| {
+        classifier
+            .encoder
+            .encode(t, true)
+            .map(|e| e.ids.len())
+            .unwrap_or(0)
+    });
+    for (batch, order, name) in [
+        (1usize, &texts, "in file order"),
+        (32, &texts, "in file order"),
+        (32, &by_length, "sorted by length, as the engine batches"),
+    ] {
         let started = Instant::now();
-        for chunk in texts.chunks(batch) {
+        for chunk in order.chunks(batch) {
             let rows: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|t| classifier.encoder.encode(t, true).map(|e| e.ids))
@@ -64,7 +77,7 @@ fn main() -> anyhow::Result<()> {
             classifier.logits(&refs, DropoutMode::Off)?;
         }
         let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
-        println!("batch {batch:>2}: {rate:>8.0} texts/s (tokenize + forward)");
+        println!("batch {batch:>2}: {rate:>8.0} texts/s (tokenize + forward; {name})");
     }
 
     let ids = classifier.encoder.encode(&texts[0], true)?.ids;

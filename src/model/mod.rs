@@ -209,6 +209,24 @@ impl Classifier {
         Ok(out)
     }
 
+    /// Logits of dropout on the head only: the encoder runs once, deterministically,
+    /// and its pooled vector goes through the classifier dropout once per key.
+    pub fn head_sample_logits(
+        &self,
+        row: &[u32],
+        keys: &[u64],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let batch = TokenBatch::from_rows(&[row], self.encoder.pad_id(), &self.device)?;
+        let pooled = self.network.pooled(&batch, DropoutMode::Off)?;
+        let replicated = pooled
+            .broadcast_as((keys.len(), pooled.dim(1)?))?
+            .contiguous()?;
+        Ok(self
+            .network
+            .classify(&replicated, DropoutMode::On(keys))?
+            .to_vec2::<f32>()?)
+    }
+
     /// Raw logits for rows of token ids, as `Vec` per row.
     pub fn logits(&self, rows: &[&[u32]], mode: DropoutMode) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;

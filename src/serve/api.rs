@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::engine::SamplingMode;
+
 /// One text or a list of texts.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(
@@ -64,6 +66,13 @@ pub struct UncertaintyRequest {
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// `full` (default): dropout at every site; `head`: on the classifier input only, about the cost of one pass.
+    #[serde(default = "full")]
+    pub mode: SamplingMode,
+}
+
+fn full() -> SamplingMode {
+    SamplingMode::Full
 }
 
 fn yes() -> bool {
@@ -144,6 +153,8 @@ pub struct UncertaintyResponse {
     pub samples: usize,
     /// Seed of the dropout masks.
     pub seed: u64,
+    /// Where dropout was applied (`full` or `head`).
+    pub mode: SamplingMode,
     /// One per input, in input order.
     pub predictions: Vec<UncertainPrediction>,
 }

@@ -133,6 +133,7 @@ pub async fn uncertainty(
                 rows,
                 samples,
                 seed,
+                mode: req.mode,
             },
         )
         .await?
@@ -153,6 +154,7 @@ pub async fn uncertainty(
         model: state.info.name.clone(),
         samples,
         seed,
+        mode: req.mode,
         predictions,
     }))
 }

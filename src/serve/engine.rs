@@ -55,7 +55,21 @@ pub enum Work {
         samples: usize,
         /// Seed of the dropout masks.
         seed: u64,
+        /// Where dropout is applied.
+        mode: SamplingMode,
     },
+}
+
+/// Where MC dropout is applied.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplingMode {
+    /// Every dropout site of the network: the full Bayesian approximation.
+    Full,
+    /// The classifier input only: the encoder runs once, so T samples cost about one pass.
+    Head,
 }
 
 impl Work {
@@ -331,6 +345,7 @@ impl Worker {
             rows,
             samples,
             seed,
+            mode,
         } = work
         else {
             return Ok(Vec::new());
@@ -347,6 +362,16 @@ impl Worker {
             let by_tokens = self.settings.max_batch_tokens / row.len().max(1);
             let per_pass = self.settings.max_batch_size.min(by_tokens).max(1);
             let mut probs = Vec::with_capacity(*samples);
+            if *mode == SamplingMode::Head {
+                let keys: Vec<u64> = (0..*samples).map(|t| sample_key(*seed, t)).collect();
+                self.metrics.batch_rows.observe(1.0);
+                let logits = self
+                    .classifier
+                    .head_sample_logits(row, &keys)
+                    .map_err(|e| e.to_string())?;
+                out.push(logits.iter().map(|l| softmax(l, 1.0)).collect());
+                continue;
+            }
             for start in (0..*samples).step_by(per_pass) {
                 let count = per_pass.min(samples - start);
                 let keys: Vec<u64> = (start..start + count)

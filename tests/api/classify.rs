@@ -156,3 +156,35 @@ async fn the_same_seed_gives_bit_identical_answers_and_another_seed_does_not() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn head_mode_samples_only_the_classifier_and_is_reproducible_too() {
+    let app = spawn_app().await;
+    let ask = |mode: &str, seed: u64| {
+        app.post("/v1/classify/uncertainty", json!({"inputs": "What is the speed of light ?", "samples": 40, "seed": seed, "mode": mode}))
+    };
+    let head: Value = ask("head", 3).await.json().await.unwrap();
+    assert_eq!(head["mode"], "head");
+    assert_eq!(head, ask("head", 3).await.json::<Value>().await.unwrap());
+    let full: Value = ask("full", 3).await.json().await.unwrap();
+    assert_eq!(full["mode"], "full");
+    assert_ne!(
+        head["predictions"][0]["scores"],
+        full["predictions"][0]["scores"]
+    );
+    let spread: f64 = head["predictions"][0]["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["std"].as_f64().unwrap())
+        .sum();
+    assert!(spread > 0.0, "head dropout still varies the samples");
+    let bad = app
+        .post(
+            "/v1/classify/uncertainty",
+            json!({"inputs": "x", "mode": "tail"}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    app.stop().await.unwrap();
+}
