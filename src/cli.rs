@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::data::{self, FieldNames, SplitFractions};
 use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
-use crate::train::{self, DataSource, ModelSettings, Optimisation, TrainSettings};
+use crate::train::{self, DataSource, ModelSettings, Optimisation, Selection, TrainSettings};
 use crate::uncertainty::{self, evaluate, McSummary};
 
 /// Text classification that knows when it does not know.
@@ -242,6 +242,9 @@ pub struct TrainArgs {
     /// Early-stopping patience in epochs.
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
+    /// Validation score that picks the kept epoch and drives early stopping.
+    #[arg(long, value_enum, default_value_t = Selection::Loss)]
+    pub select_by: Selection,
     /// Probability of replacing each training word piece with [MASK] (input noise against memorising).
     #[arg(long, default_value_t = 0.15)]
     pub token_mask: f64,
@@ -296,6 +299,7 @@ impl TrainArgs {
                 weight_decay: self.weight_decay,
                 max_grad_norm: self.max_grad_norm,
                 patience: self.patience,
+                select_by: self.select_by,
                 token_mask_prob: self.token_mask,
                 seed: self.seed,
             },

@@ -72,14 +72,34 @@ pub struct Optimisation {
     pub weight_decay: f64,
     /// Gradients are rescaled so their global L2 norm is at most this.
     pub max_grad_norm: f64,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many epochs without a better validation score.
     pub patience: usize,
+    /// Which validation score picks the kept epoch and drives early stopping.
+    pub select_by: Selection,
     /// Probability of replacing each word piece of a training example with
     /// `[MASK]` at each step: noise on the input that, like dropout, keeps a
     /// small model from memorising its training texts.
     pub token_mask_prob: f64,
     /// Seeds splitting, initial weights, batch order and dropout masks.
     pub seed: u64,
+}
+
+/// The validation score that picks the best epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Selection {
+    /// Lowest validation loss (NLL): favours calibrated probabilities.
+    Loss,
+    /// Highest validation accuracy: favours the label.
+    Accuracy,
+}
+
+impl Selection {
+    fn describe(self) -> &'static str {
+        match self {
+            Selection::Loss => "loss",
+            Selection::Accuracy => "accuracy",
+        }
+    }
 }
 
 /// Everything `candor train` needs.
@@ -459,7 +479,7 @@ impl<'a> Run<'a> {
         };
         let mut rng = SeededRng::new(mix(opt.seed, 0xBA7C));
         let mut history = Vec::new();
-        let (mut best_loss, mut best_epoch, mut best) = (f64::INFINITY, 0, None);
+        let (mut best_loss, mut best_accuracy, mut best_epoch, mut best) = (f64::INFINITY, -1.0, 0, None);
         let (mut step, mut examples, mut seconds) = (0usize, 0usize, 0f64);
         for epoch in 1..=opt.epochs {
             let bar = self.progress_bar(epoch, steps_per_epoch);
@@ -486,17 +506,21 @@ impl<'a> Run<'a> {
                 train_accuracy,
                 val_accuracy,
             };
-            let improved = val_loss < best_loss - 1e-4;
+            let improved = match opt.select_by {
+                Selection::Loss => val_loss < best_loss - 1e-4,
+                Selection::Accuracy => val_accuracy > best_accuracy,
+            };
             self.report_epoch(&point, examples as f64 / seconds, improved);
             history.push(point);
             if improved {
-                (best_loss, best_epoch) = (val_loss, epoch);
+                (best_loss, best_accuracy, best_epoch) = (val_loss, val_accuracy, epoch);
                 best = Some(tensors_of(self.varmap)?);
             } else if epoch - best_epoch >= opt.patience {
                 tracing::info!(
                     epoch,
                     best_epoch,
-                    "early stopping: validation loss stopped improving"
+                    "early stopping: the validation {} stopped improving",
+                    opt.select_by.describe()
                 );
                 break;
             }
