@@ -64,7 +64,6 @@ pub async fn logits_for(
 /// Classify texts with the deterministic model (dropout off).
 #[utoipa::path(post, path = "/v1/classify", request_body = ClassifyRequest,
     responses((status = 200, body = ClassifyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(inputs, tokenize_ms, queue_ms, inference_ms))]
 pub async fn classify(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<ClassifyRequest>,
@@ -100,10 +99,6 @@ pub async fn classify(
 /// Classify texts with MC dropout: T stochastic passes and their uncertainty.
 #[utoipa::path(post, path = "/v1/classify/uncertainty", request_body = UncertaintyRequest,
     responses((status = 200, body = UncertaintyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-#[tracing::instrument(
-    skip_all,
-    fields(inputs, samples, seed, tokenize_ms, queue_ms, inference_ms)
-)]
 pub async fn uncertainty(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<UncertaintyRequest>,

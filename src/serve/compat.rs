@@ -18,7 +18,6 @@ use crate::model::softmax;
 /// text-embeddings-inference's `/predict`: all labels, high to low; a list of lists for a batch.
 #[utoipa::path(post, path = "/predict", request_body = TeiPredictRequest,
     responses((status = 200, body = Vec<LabelScore>), (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(inputs, tokenize_ms, queue_ms, inference_ms))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<TeiPredictRequest>,
@@ -44,7 +43,6 @@ pub async fn predict(
 /// The Hugging Face Inference API's text classification: a list of label lists, one per input.
 #[utoipa::path(post, path = "/", request_body = HfRequest,
     responses((status = 200, body = Vec<Vec<LabelScore>>), (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(inputs, tokenize_ms, queue_ms, inference_ms))]
 pub async fn inference_api(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<HfRequest>,

@@ -227,7 +227,21 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
-    let span = tracing::info_span!("request", id = %request_id, %method, %route);
+    // Handlers record into this span (the current one while they run), so the
+    // "answered" line carries the sizes and the tokenize/queue/inference times.
+    let empty = tracing::field::Empty;
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        %method,
+        %route,
+        inputs = empty,
+        samples = empty,
+        seed = empty,
+        tokenize_ms = empty,
+        queue_ms = empty,
+        inference_ms = empty
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16().to_string();
     let elapsed = started.elapsed();

@@ -479,7 +479,8 @@ impl<'a> Run<'a> {
         };
         let mut rng = SeededRng::new(mix(opt.seed, 0xBA7C));
         let mut history = Vec::new();
-        let (mut best_loss, mut best_accuracy, mut best_epoch, mut best) = (f64::INFINITY, -1.0, 0, None);
+        let (mut best_loss, mut best_accuracy, mut best_epoch, mut best) =
+            (f64::INFINITY, -1.0, 0, None);
         let (mut step, mut examples, mut seconds) = (0usize, 0usize, 0f64);
         for epoch in 1..=opt.epochs {
             let bar = self.progress_bar(epoch, steps_per_epoch);
