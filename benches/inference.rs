@@ -1,6 +1,6 @@
 //! Inference throughput and the cost of MC-dropout sampling, on the shipped model.
 //!
-//! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`).
+//! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
 //! request with 30 samples (one pass of 30 rows) against one plain
 //! prediction, against `head` mode (dropout on the classifier only) and
@@ -23,9 +23,9 @@ fn time<F: FnMut()>(repeats: usize, mut f: F) -> Duration {
 }
 
 fn main() -> anyhow::Result<()> {
-    if let Ok(threads) = std::env::var("CANDOR_THREADS") {
-        std::env::set_var("RAYON_NUM_THREADS", threads);
-    }
+    // As the binary: one compute thread unless CANDOR_THREADS says otherwise.
+    let threads = std::env::var("CANDOR_THREADS").unwrap_or_else(|_| "1".into());
+    std::env::set_var("RAYON_NUM_THREADS", threads);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let model = std::env::var("CANDOR_MODEL")
         .map(PathBuf::from)
@@ -95,6 +95,12 @@ fn main() -> anyhow::Result<()> {
             .map(|_| ())
             .unwrap_or(());
     });
+    let head = time(200, || {
+        classifier
+            .head_sample_logits(&ids, &keys)
+            .map(|_| ())
+            .unwrap_or(());
+    });
     let naive = time(10, || {
         for key in &keys {
             classifier
@@ -111,6 +117,11 @@ fn main() -> anyhow::Result<()> {
         "30 MC samples, one batched pass: {:>8.3} ms ({:.1}x a plain prediction)",
         batched.as_secs_f64() * 1e3,
         batched.as_secs_f64() / plain.as_secs_f64()
+    );
+    println!(
+        "30 MC samples, head mode:        {:>8.3} ms ({:.1}x)",
+        head.as_secs_f64() * 1e3,
+        head.as_secs_f64() / plain.as_secs_f64()
     );
     println!(
         "30 MC samples, naive loop:       {:>8.3} ms ({:.1}x)",

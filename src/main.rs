@@ -12,11 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
-        // candle's CPU kernels size their rayon pool from this variable; set it
-        // before any tensor work starts, while the process is single-threaded.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
+    // candle's CPU kernels size their rayon pool from this variable; set it
+    // before any tensor work starts, while the process is single-threaded.
+    std::env::set_var("RAYON_NUM_THREADS", cli.threads.max(1).to_string());
     init_tracing(cli.log_format);
     candor::cli::run(cli)
 }
