@@ -54,6 +54,7 @@ get() { # title, path
 }
 post "Classify: calibrated scores, high to low, one prediction per input" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "the plot is a mess and the jokes fall flat"]}'
 post "Uncertainty: 30 MC-dropout samples, seeded" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "it is a film"], "samples": 30, "seed": 7}'
+post "Uncertainty, head mode: dropout on the classifier input only" /v1/classify/uncertainty '{"inputs": "it is a film", "samples": 30, "seed": 7, "mode": "head", "top_k": 1}'
 post "text-embeddings-inference compatible" /predict '{"inputs": "a warm, funny, sharply written film"}'
 post "Hugging Face Inference API compatible" / '{"inputs": "a warm, funny, sharply written film", "parameters": {"top_k": 1}}'
 get "The model (training_metrics shortened here)" /v1/model | sed -E 's/^ "training_metrics": .*$/ "training_metrics": {"labels": [...], "history": [...], "train": {...}, "val": {...}, "test": {...}, ...}/'
