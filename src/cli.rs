@@ -439,8 +439,14 @@ fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
     let rows = classifier.encoder.encode_all(&texts)?;
     let logits = classifier.logits_for_all(&rows, 64)?;
     let mc = if args.mc_samples > 0 {
-        let samples =
-            uncertainty::sample_probabilities(&classifier, &rows, args.mc_samples, args.seed, 512)?;
+        let samples = uncertainty::sample_probabilities(
+            &classifier,
+            &rows,
+            args.mc_samples,
+            args.seed,
+            evaluate::MC_BUDGET,
+            uncertainty::SamplingMode::Full,
+        )?;
         samples
             .iter()
             .map(|s| Some(uncertainty::summarize(s)))

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::engine::SamplingMode;
+use crate::uncertainty::SamplingMode;
 
 /// One text or a list of texts.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -67,12 +67,9 @@ pub struct UncertaintyRequest {
     #[serde(default = "yes")]
     pub truncate: bool,
     /// `full` (default): dropout at every site; `head`: on the classifier input only, about the cost of one pass.
-    #[serde(default = "full")]
+    #[serde(default)]
+    #[schema(value_type = String, example = "full")]
     pub mode: SamplingMode,
-}
-
-fn full() -> SamplingMode {
-    SamplingMode::Full
 }
 
 fn yes() -> bool {
@@ -154,6 +151,7 @@ pub struct UncertaintyResponse {
     /// Seed of the dropout masks.
     pub seed: u64,
     /// Where dropout was applied (`full` or `head`).
+    #[schema(value_type = String, example = "full")]
     pub mode: SamplingMode,
     /// One per input, in input order.
     pub predictions: Vec<UncertainPrediction>,

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::model::{by_length, softmax, Classifier, DropoutMode};
-use crate::uncertainty::sample_key;
+use crate::model::{by_length, Classifier, DropoutMode};
+use crate::uncertainty::{sample_input, PassBudget, SamplingMode};
 
 /// How the engine groups work.
 #[derive(Debug, Clone, Copy)]
@@ -58,18 +58,6 @@ pub enum Work {
         /// Where dropout is applied.
         mode: SamplingMode,
     },
-}
-
-/// Where MC dropout is applied.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum SamplingMode {
-    /// Every dropout site of the network: the full Bayesian approximation.
-    Full,
-    /// The classifier input only: the encoder runs once, so T samples cost about one pass.
-    Head,
 }
 
 impl Work {
@@ -333,9 +321,8 @@ impl Worker {
         chunks
     }
 
-    /// MC-dropout probabilities for one sampling job: per input, its samples in
-    /// passes within the row and token budgets (a cut that depends on the input
-    /// alone, so reproducible).
+    /// MC-dropout probabilities for one sampling job, input by input (see
+    /// [`sample_input`] for why inputs never share a pass).
     fn sample(
         &self,
         work: &Work,
@@ -353,39 +340,29 @@ impl Worker {
         self.metrics
             .mc_samples
             .inc_by(*samples as u64 * rows.len() as u64);
+        let budget = PassBudget {
+            rows: self.settings.max_batch_size,
+            tokens: self.settings.max_batch_tokens,
+        };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             if reply.is_closed() {
                 // The client has gone (timeout or disconnect): stop spending compute on it.
                 return Err("abandoned".into());
             }
-            let by_tokens = self.settings.max_batch_tokens / row.len().max(1);
-            let per_pass = self.settings.max_batch_size.min(by_tokens).max(1);
-            let mut probs = Vec::with_capacity(*samples);
-            if *mode == SamplingMode::Head {
-                let keys: Vec<u64> = (0..*samples).map(|t| sample_key(*seed, t)).collect();
-                self.metrics.batch_rows.observe(1.0);
-                let logits = self
-                    .classifier
-                    .head_sample_logits(row, &keys)
-                    .map_err(|e| e.to_string())?;
-                out.push(logits.iter().map(|l| softmax(l, 1.0)).collect());
-                continue;
+            let per_pass = match mode {
+                SamplingMode::Head => *samples,
+                SamplingMode::Full => budget.samples_per_pass(row.len()),
+            };
+            for start in (0..*samples).step_by(per_pass.max(1)) {
+                self.metrics
+                    .batch_rows
+                    .observe(per_pass.min(samples - start) as f64);
             }
-            for start in (0..*samples).step_by(per_pass) {
-                let count = per_pass.min(samples - start);
-                let keys: Vec<u64> = (start..start + count)
-                    .map(|t| sample_key(*seed, t))
-                    .collect();
-                let batch: Vec<&[u32]> = vec![row.as_slice(); count];
-                self.metrics.batch_rows.observe(count as f64);
-                let logits = self
-                    .classifier
-                    .logits(&batch, DropoutMode::On(&keys))
-                    .map_err(|e| e.to_string())?;
-                probs.extend(logits.iter().map(|l| softmax(l, 1.0)));
-            }
-            out.push(probs);
+            out.push(
+                sample_input(&self.classifier, row, *samples, *seed, budget, *mode)
+                    .map_err(|e| e.to_string())?,
+            );
         }
         Ok(out)
     }

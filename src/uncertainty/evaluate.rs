@@ -4,14 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{classification_report, ClassificationReport};
-use super::{sample_probabilities, summarize};
+use super::{sample_probabilities, summarize, PassBudget, SamplingMode};
 use crate::data::Example;
 use crate::model::{softmax, Classifier, ModelError, TokenizerError};
 
 /// Rows per forward pass when evaluating.
 const EVAL_BATCH: usize = 64;
-/// Rows (inputs × samples) per forward pass when sampling.
-const MC_BATCH_ROWS: usize = 512;
+/// Rows and padded tokens per forward pass when sampling (the server's defaults).
+pub const MC_BUDGET: PassBudget = PassBudget {
+    rows: 32,
+    tokens: 4096,
+};
 
 /// Why an evaluation failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,14 @@ pub fn predict_all(
     let logits = classifier.logits_for_all(&rows, EVAL_BATCH)?;
     let t = classifier.config.candor.temperature;
     let mc_dropout = if mc_samples > 0 {
-        let samples = sample_probabilities(classifier, &rows, mc_samples, seed, MC_BATCH_ROWS)?;
+        let samples = sample_probabilities(
+            classifier,
+            &rows,
+            mc_samples,
+            seed,
+            MC_BUDGET,
+            SamplingMode::Full,
+        )?;
         Some(samples.iter().map(|s| summarize(s).mean).collect())
     } else {
         None

@@ -11,7 +11,7 @@ pub mod metrics;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{by_length, softmax, Classifier, DropoutMode, ModelError};
+use crate::model::{softmax, Classifier, DropoutMode, ModelError};
 use crate::rng::mix;
 
 /// What T stochastic forward passes say about one input.
@@ -99,33 +99,75 @@ pub fn sample_key(seed: u64, t: usize) -> u64 {
     mix(seed, t as u64)
 }
 
-/// Runs `samples` stochastic passes over each row and returns the per-sample
-/// softmax probabilities, `[row][sample][class]`. All samples of a chunk of
-/// rows go through the network as one batch rather than T separate passes.
+/// Where MC dropout is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplingMode {
+    /// Every dropout site of the network: the full Bayesian approximation.
+    #[default]
+    Full,
+    /// The classifier input only: the encoder runs once, so T samples cost about one pass.
+    Head,
+}
+
+/// The most rows and padded tokens one forward pass may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct PassBudget {
+    /// Rows per pass.
+    pub rows: usize,
+    /// Rows × length per pass.
+    pub tokens: usize,
+}
+
+impl PassBudget {
+    /// Samples of an input of `length` tokens that fit in one pass (at least 1).
+    pub fn samples_per_pass(&self, length: usize) -> usize {
+        self.rows.min(self.tokens / length.max(1)).max(1)
+    }
+}
+
+/// The per-sample softmax probabilities `[sample][class]` of one input.
+///
+/// Its samples are replicated into the batch — passes of as many samples as
+/// the budget allows, never one pass per sample — and the passes depend only
+/// on the input, T and the budget, never on other inputs: floating-point sums
+/// depend on the shape of a batch, so this is what keeps the same input with
+/// the same seed bit-identical wherever it is computed.
+pub fn sample_input(
+    classifier: &Classifier,
+    row: &[u32],
+    samples: usize,
+    seed: u64,
+    budget: PassBudget,
+    mode: SamplingMode,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let keys: Vec<u64> = (0..samples).map(|t| sample_key(seed, t)).collect();
+    let logits = match mode {
+        SamplingMode::Head => classifier.head_sample_logits(row, &keys)?,
+        SamplingMode::Full => {
+            let mut logits = Vec::with_capacity(samples);
+            for pass in keys.chunks(budget.samples_per_pass(row.len())) {
+                let batch: Vec<&[u32]> = vec![row; pass.len()];
+                logits.extend(classifier.logits(&batch, DropoutMode::On(pass))?);
+            }
+            logits
+        }
+    };
+    Ok(logits.iter().map(|l| softmax(l, 1.0)).collect())
+}
+
+/// [`sample_input`] for each row: `[row][sample][class]`.
 pub fn sample_probabilities(
     classifier: &Classifier,
     rows: &[Vec<u32>],
     samples: usize,
     seed: u64,
-    max_batch_rows: usize,
+    budget: PassBudget,
+    mode: SamplingMode,
 ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
-    let inputs_per_chunk = (max_batch_rows / samples.max(1)).max(1);
-    let mut out = vec![Vec::new(); rows.len()];
-    for chunk in by_length(rows).chunks(inputs_per_chunk) {
-        let mut batch_rows: Vec<&[u32]> = Vec::with_capacity(chunk.len() * samples);
-        let mut keys = Vec::with_capacity(chunk.len() * samples);
-        for &i in chunk {
-            for t in 0..samples {
-                batch_rows.push(&rows[i]);
-                keys.push(sample_key(seed, t));
-            }
-        }
-        let logits = classifier.logits(&batch_rows, DropoutMode::On(&keys))?;
-        for (&i, per_input) in chunk.iter().zip(logits.chunks(samples)) {
-            out[i] = per_input.iter().map(|l| softmax(l, 1.0)).collect();
-        }
-    }
-    Ok(out)
+    rows.iter()
+        .map(|row| sample_input(classifier, row, samples, seed, budget, mode))
+        .collect()
 }
 
 #[cfg(test)]

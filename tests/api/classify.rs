@@ -188,3 +188,40 @@ async fn head_mode_samples_only_the_classifier_and_is_reproducible_too() {
     assert_eq!(bad.status(), 422);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_server_and_the_command_line_sample_identically_for_one_seed() {
+    let app = spawn_app().await;
+    let text = "Which river is the longest ?";
+    let served: Value = app
+        .post(
+            "/v1/classify/uncertainty",
+            json!({"inputs": text, "samples": 12, "seed": 5}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let model = crate::helpers::fixture_model();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args([
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--mc-samples",
+            "12",
+            "--seed",
+            "5",
+            text,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed["uncertainty"]["mutual_information"],
+        served["predictions"][0]["mutual_information"]
+    );
+    assert_eq!(printed["score"], served["predictions"][0]["score"]);
+    app.stop().await.unwrap();
+}
