@@ -9,20 +9,10 @@ use std::process::Command;
 
 use candor::model::{Classifier, DropoutMode};
 
-const TOLERANCE: f32 = 1e-4;
+mod common;
+use common::python;
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CANDOR_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let default = Path::new(&home).join(".cache/candor/venv/bin/python");
-    assert!(
-        default.is_file(),
-        "no Python with transformers: run scripts/python-env.sh or set CANDOR_PYTHON"
-    );
-    default
-}
+const TOLERANCE: f32 = 1e-4;
 
 fn parity_script(args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hf_parity.py");

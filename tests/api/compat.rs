@@ -3,6 +3,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::common::python;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -63,19 +64,6 @@ async fn the_root_route_answers_like_the_hugging_face_inference_api() {
         .await;
     assert_eq!(bad.status(), 422);
     app.stop().await.unwrap();
-}
-
-fn python() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("CANDOR_PYTHON") {
-        return p.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let default = Path::new(&home).join(".cache/candor/venv/bin/python");
-    assert!(
-        default.is_file(),
-        "no Python with huggingface_hub: run scripts/python-env.sh or set CANDOR_PYTHON"
-    );
-    default
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! The HTTP service, started for real on 127.0.0.1:0 with a small fixture model.
 
 mod classify;
+#[path = "../common/mod.rs"]
+mod common;
 mod compat;
 mod errors;
 mod helpers;
