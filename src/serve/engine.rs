@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::model::{by_length, Classifier, DropoutMode};
+use crate::model::{Classifier, DropoutMode};
 use crate::uncertainty::{sample_input, PassBudget, SamplingMode};
 
 /// How the engine groups work.
@@ -279,10 +279,11 @@ impl Worker {
             .iter()
             .map(|j| vec![Vec::new(); j.work.rows()])
             .collect();
-        let rows: Vec<Vec<u32>> = all.iter().map(|(_, _, r)| r.to_vec()).collect();
-        let order = by_length(&rows);
-        for chunk in self.chunks(&order, |i| rows[i].len()) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+        // Sorted by length so that each pass pads little.
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by_key(|&i| all[i].2.len());
+        for chunk in self.chunks(&order, |i| all[i].2.len()) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| all[i].2).collect();
             self.metrics.batch_rows.observe(batch.len() as f64);
             match self.classifier.logits(&batch, DropoutMode::Off) {
                 Ok(logits) => {
