@@ -10,27 +10,12 @@ use std::process::Command;
 use candor::model::{Classifier, DropoutMode};
 
 mod common;
-use common::python;
+use common::run_python_script;
 
 const TOLERANCE: f32 = 1e-4;
 
 fn parity_script(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hf_parity.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "hf_parity.py {args:?} failed:\n{text}"
-    );
-    eprintln!("{text}");
+    eprintln!("{}", run_python_script("hf_parity.py", args));
 }
 
 fn train_tiny(dir: &Path) -> PathBuf {

@@ -1,9 +1,6 @@
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::{json, Value};
 
-use crate::common::python;
+use crate::common::run_python_script;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -69,26 +66,10 @@ async fn the_root_route_answers_like_the_hugging_face_inference_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_hugging_face_client_works_unchanged() {
     let app = spawn_app().await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hf_client.py");
     let address = app.address.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .arg(address)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "huggingface_hub client failed:\n{text}"
-    );
+    let text = tokio::task::spawn_blocking(move || run_python_script("hf_client.py", &[&address]))
+        .await
+        .unwrap();
     assert!(text.contains("label="), "{text}");
     app.stop().await.unwrap();
 }

@@ -17,3 +17,23 @@ pub fn python() -> PathBuf {
     );
     default
 }
+
+/// Runs a script of `tests/python/` with [`python`], fails the test if it
+/// fails, and returns what it printed (stdout then stderr).
+pub fn run_python_script(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = std::process::Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
+    text
+}
