@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::data::{self, FieldNames, SplitFractions};
 use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
+use crate::store::{redact, Store};
 use crate::train::{self, DataSource, ModelSettings, Optimisation, Selection, TrainSettings};
 use crate::uncertainty::{self, evaluate, McSummary};
 
@@ -49,6 +50,50 @@ pub enum Command {
     Predict(PredictArgs),
     /// Serve predictions and MC-dropout uncertainty over HTTP.
     Serve(ServeArgs),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Human feedback kept in the database.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
+}
+
+/// `candor db …`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the migrations not yet applied (a no-op when all are).
+    Migrate(DatabaseArgs),
+}
+
+/// `candor feedback …`.
+#[derive(Debug, Subcommand)]
+pub enum FeedbackCommand {
+    /// Write the corrections as JSONL `{"text", "label"}` rows to stdout, for `candor train --extra`.
+    Export(ExportArgs),
+}
+
+/// Which database to use.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://FILE` (created if missing; one instance only) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (shared by replicas).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://candor.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// Options of `candor feedback export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Only feedback on this model's predictions (its directory name).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// Options of `candor serve`.
@@ -93,12 +138,37 @@ pub struct ServeArgs {
     /// Threads answering HTTP (the model has its own thread).
     #[arg(long, env = "CANDOR_HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Keep no database: no prediction log, feedback, review queue or stats.
+    #[arg(long, env = "CANDOR_NO_DATABASE")]
+    pub no_database: bool,
+    /// Keep the input texts of logged predictions; false keeps only their sha256 (for privacy).
+    #[arg(long, env = "CANDOR_STORE_TEXT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store_text: bool,
+    /// Requests' worth of predictions that may wait for the database (the
+    /// backlog while it is slow or away); beyond it predictions are answered
+    /// but not logged, and counted.
+    #[arg(long, env = "CANDOR_LOG_BACKLOG", default_value_t = 100_000)]
+    pub log_backlog: usize,
+    /// Most predictions written per database transaction.
+    #[arg(long, env = "CANDOR_LOG_BATCH_ROWS", default_value_t = 256)]
+    pub log_batch_rows: usize,
+    /// How long shutdown waits, in milliseconds, for the backlog to reach the database.
+    #[arg(long, env = "CANDOR_LOG_DRAIN_TIMEOUT_MS", default_value_t = 8_000)]
+    pub log_drain_timeout_ms: u64,
+    /// How long start-up waits, in seconds, for the database to accept connections.
+    #[arg(long, env = "CANDOR_DATABASE_WAIT_S", default_value_t = 30)]
+    pub database_wait_s: u64,
 }
 
 impl ServeArgs {
     /// The library's view of these options.
     pub fn settings(&self) -> crate::serve::ServeSettings {
-        use crate::serve::{engine::BatchSettings, Limits, SamplingLimits, ServeSettings};
+        use crate::serve::{
+            engine::BatchSettings, Limits, Persistence, SamplingLimits, ServeSettings,
+        };
+        use crate::store::log::LogSettings;
         use std::time::Duration;
         ServeSettings {
             limits: Limits {
@@ -117,6 +187,16 @@ impl ServeArgs {
                 max_samples: self.max_samples,
             },
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            persistence: (!self.no_database).then(|| Persistence {
+                database_url: self.database.database_url.clone(),
+                store_text: self.store_text,
+                log: LogSettings {
+                    capacity: self.log_backlog.max(1),
+                    batch_rows: self.log_batch_rows.max(1),
+                    drain_timeout: Duration::from_millis(self.log_drain_timeout_ms),
+                },
+                connect_patience: Duration::from_secs(self.database_wait_s),
+            }),
         }
     }
 }
@@ -371,7 +451,58 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => run_eval(&args),
         Command::Predict(args) => run_predict(&args),
         Command::Serve(args) => run_serve(&args),
+        Command::Db(DbCommand::Migrate(args)) => block_on(migrate(&args)),
+        Command::Feedback(FeedbackCommand::Export(args)) => block_on(export(&args)),
     }
+}
+
+/// Runs a short database command on a small runtime.
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(task)
+}
+
+async fn open(args: &DatabaseArgs) -> anyhow::Result<Store> {
+    let url = &args.database_url;
+    Store::connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))
+}
+
+async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
+    let store = open(args).await?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact(&args.database_url)))?;
+    store.close().await;
+    eprintln!("{} is up to date", redact(&args.database_url));
+    Ok(())
+}
+
+async fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let store = open(&args.database).await?;
+    store.migrate().await.context("migrating the database")?;
+    let corrections = store.corrections(args.model.as_deref()).await?;
+    store.close().await;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for row in &corrections.rows {
+        serde_json::to_writer(&mut out, row)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    eprintln!("exported {} corrections", corrections.rows.len());
+    if corrections.without_text > 0 {
+        eprintln!(
+            "skipped {} feedback rows on predictions logged without their text (--store-text=false)",
+            corrections.without_text
+        );
+    }
+    Ok(())
 }
 
 fn load(model: &std::path::Path) -> anyhow::Result<Classifier> {

@@ -15,6 +15,8 @@
 //! - [`rng`] is the seeded generator behind every random choice.
 //! - [`serve`] is the HTTP service: axum routes over an inference thread
 //!   with dynamic batching, MC-dropout uncertainty and Prometheus metrics.
+//! - [`store`] keeps the models served, every logged prediction and human
+//!   feedback in SQLite or PostgreSQL, written off the request path.
 //! - [`cli`] holds the command-line options of the `candor` binary.
 
 pub mod charts;
@@ -23,5 +25,6 @@ pub mod data;
 pub mod model;
 pub mod rng;
 pub mod serve;
+pub mod store;
 pub mod train;
 pub mod uncertainty;

@@ -88,6 +88,8 @@ pub struct LabelScore {
 /// One input's prediction.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Prediction {
+    /// Id of this prediction (a UUID): send it to `/v1/feedback` to correct it.
+    pub id: String,
     /// The most probable label.
     pub label: String,
     /// Its probability.
@@ -119,6 +121,8 @@ pub struct LabelMoments {
 /// One input's MC-dropout prediction and uncertainty.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UncertainPrediction {
+    /// Id of this prediction (a UUID): send it to `/v1/feedback` to correct it.
+    pub id: String,
     /// Argmax of the mean probabilities.
     pub label: String,
     /// Its mean probability.
@@ -228,4 +232,49 @@ pub struct Readiness {
     pub ready: bool,
     /// Jobs waiting for the engine.
     pub queue_depth: usize,
+    /// `ok`, `unavailable` (predictions are still answered and queued for
+    /// the database) or `off` (`--no-database`).
+    pub database: String,
+    /// Predictions answered but not yet written to the database.
+    pub log_backlog: i64,
+    /// Why the database is unavailable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_error: Option<String>,
+}
+
+/// `POST /v1/feedback`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The `id` of a prediction this server logged.
+    pub prediction_id: String,
+    /// The correct label (one of the model's labels).
+    pub label: String,
+    /// Who or what gave the label, e.g. a reviewer's name (at most 200 characters).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `POST /v1/feedback` answer (201): what is now stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedbackReceipt {
+    /// The prediction corrected.
+    pub prediction_id: String,
+    /// The correct label stored.
+    pub label: String,
+    /// The label the model had predicted.
+    pub predicted_label: String,
+    /// Whether the model was right.
+    pub correct: bool,
+    /// Source, as given.
+    pub source: Option<String>,
+}
+
+/// `GET /v1/review-queue` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReviewQueue {
+    /// Model name the queue is for.
+    pub model: String,
+    /// Predictions without feedback, most uncertain first.
+    pub items: Vec<crate::store::ReviewItem>,
 }

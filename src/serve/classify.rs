@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::api::{
     ClassifyRequest, ClassifyResponse, LabelMoments, LabelScore, Prediction, UncertainPrediction,
@@ -13,9 +13,10 @@ use super::engine::{Output, Work};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::inference::{compute, tokenize, validate_texts, within_deadline};
+use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
 use crate::model::softmax;
-use crate::uncertainty::summarize;
+use crate::uncertainty::{summarize, McSummary};
 
 /// Labels with scores, high to low.
 pub fn ranked(labels: &[String], probs: &[f32]) -> Vec<LabelScore> {
@@ -66,6 +67,7 @@ pub async fn logits_for(
     responses((status = 200, body = ClassifyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn classify(
     State(state): State<Arc<AppState>>,
+    Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<ClassifyRequest>,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
     let labels = &state.classifier.labels;
@@ -77,13 +79,17 @@ pub async fn classify(
     } else {
         state.classifier.config.candor.temperature
     };
-    let logits = logits_for(&state, texts, req.truncate).await?;
-    let predictions = logits
+    let logits = logits_for(&state, texts.clone(), req.truncate).await?;
+    let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
+    let ids = log_deterministic(&state, &context, "classify", &texts, &probabilities);
+    let predictions = probabilities
         .iter()
-        .map(|l| {
-            let mut scores = ranked(labels, &softmax(l, temperature));
+        .zip(ids)
+        .map(|(p, id)| {
+            let mut scores = ranked(labels, p);
             scores.truncate(k);
             Prediction {
+                id,
                 label: scores[0].label.clone(),
                 score: scores[0].score,
                 scores,
@@ -101,6 +107,7 @@ pub async fn classify(
     responses((status = 200, body = UncertaintyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn uncertainty(
     State(state): State<Arc<AppState>>,
+    Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<UncertaintyRequest>,
 ) -> Result<Json<UncertaintyResponse>, ApiError> {
     let labels = &state.classifier.labels;
@@ -121,7 +128,7 @@ pub async fn uncertainty(
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     let per_input = within_deadline(&state, async {
-        let rows = tokenize(&state, texts, req.truncate).await?;
+        let rows = tokenize(&state, texts.clone(), req.truncate).await?;
         match compute(
             &state,
             Work::Sample {
@@ -141,9 +148,21 @@ pub async fn uncertainty(
         }
     })
     .await?;
-    let predictions = per_input
+    let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
+    let answered: Vec<Answered> = texts
         .iter()
-        .map(|s| uncertain_prediction(labels, s, k, seed))
+        .zip(&summaries)
+        .map(|(text, s)| Answered {
+            text,
+            probabilities: &s.mean,
+            sampled: Some((s, req.mode, seed)),
+        })
+        .collect();
+    let ids = log_predictions(&state, &context, "uncertainty", &answered);
+    let predictions = summaries
+        .iter()
+        .zip(ids)
+        .map(|(s, id)| uncertain_prediction(id.to_string(), labels, s, k, seed))
         .collect();
     Ok(Json(UncertaintyResponse {
         model: state.info.name.clone(),
@@ -155,12 +174,12 @@ pub async fn uncertainty(
 }
 
 fn uncertain_prediction(
+    id: String,
     labels: &[String],
-    samples: &[Vec<f32>],
+    s: &McSummary,
     k: usize,
     seed: u64,
 ) -> UncertainPrediction {
-    let s = summarize(samples);
     let mut scores: Vec<LabelMoments> = labels
         .iter()
         .enumerate()
@@ -173,6 +192,7 @@ fn uncertain_prediction(
     scores.sort_by(|a, b| b.mean.total_cmp(&a.mean));
     scores.truncate(k);
     UncertainPrediction {
+        id,
         label: scores[0].label.clone(),
         score: scores[0].mean,
         scores,

@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::api::{HfRequest, LabelScore, TeiPredictRequest};
 use super::classify::{logits_for, ranked};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
+use super::record::{log_deterministic, RequestContext};
 use super::AppState;
 use crate::model::softmax;
 
@@ -20,6 +22,7 @@ use crate::model::softmax;
     responses((status = 200, body = Vec<LabelScore>), (status = 422, body = ErrorBody)))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<TeiPredictRequest>,
 ) -> Result<Response, ApiError> {
     let single = req.inputs.is_single();
@@ -28,16 +31,28 @@ pub async fn predict(
     } else {
         state.classifier.config.candor.temperature
     };
-    let logits = logits_for(&state, req.inputs.into_texts(), req.truncate).await?;
-    let mut all: Vec<Vec<LabelScore>> = logits
+    let texts = req.inputs.into_texts();
+    let logits = logits_for(&state, texts.clone(), req.truncate).await?;
+    let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
+    let ids = log_deterministic(&state, &context, "predict", &texts, &probabilities);
+    let mut all: Vec<Vec<LabelScore>> = probabilities
         .iter()
-        .map(|l| ranked(&state.classifier.labels, &softmax(l, temperature)))
+        .map(|p| ranked(&state.classifier.labels, p))
         .collect();
-    Ok(if single {
+    let response = if single {
         Json(all.remove(0)).into_response()
     } else {
         Json(all).into_response()
-    })
+    };
+    Ok(with_prediction_ids(response, &ids))
+}
+
+/// The compatible bodies have no room for ids, so they travel in a header.
+fn with_prediction_ids(mut response: Response, ids: &[String]) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&ids.join(",")) {
+        response.headers_mut().insert("x-prediction-ids", value);
+    }
+    response
 }
 
 /// The Hugging Face Inference API's text classification: a list of label lists, one per input.
@@ -45,8 +60,9 @@ pub async fn predict(
     responses((status = 200, body = Vec<Vec<LabelScore>>), (status = 422, body = ErrorBody)))]
 pub async fn inference_api(
     State(state): State<Arc<AppState>>,
+    Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<HfRequest>,
-) -> Result<Json<Vec<Vec<LabelScore>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let parameters = req.parameters.unwrap_or_default();
     let labels = &state.classifier.labels;
     let k = match parameters.top_k {
@@ -68,15 +84,18 @@ pub async fn inference_api(
             )))
         }
     };
-    let logits = logits_for(&state, req.inputs.into_texts(), true).await?;
-    Ok(Json(
-        logits
-            .iter()
-            .map(|l| {
-                let mut scores = ranked(labels, &score(l, temperature));
-                scores.truncate(k);
-                scores
-            })
-            .collect(),
-    ))
+    let texts = req.inputs.into_texts();
+    let logits = logits_for(&state, texts.clone(), true).await?;
+    // What is logged is the calibrated prediction, whatever function the caller asked for.
+    let calibrated: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
+    let ids = log_deterministic(&state, &context, "inference_api", &texts, &calibrated);
+    let body: Vec<Vec<LabelScore>> = logits
+        .iter()
+        .map(|l| {
+            let mut scores = ranked(labels, &score(l, temperature));
+            scores.truncate(k);
+            scores
+        })
+        .collect();
+    Ok(with_prediction_ids(Json(body).into_response(), &ids))
 }

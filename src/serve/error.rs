@@ -8,6 +8,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Database(_) => ApiError::DatabaseUnavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// What went wrong with a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -53,6 +62,15 @@ pub enum ApiError {
     /// The model is not ready (warming up or shutting down).
     #[error("the model is not available: {0}")]
     Unavailable(String),
+    /// Feedback names a prediction that was never logged.
+    #[error("no logged prediction has id {0}")]
+    PredictionNotFound(String),
+    /// The server runs with `--no-database`.
+    #[error("this server keeps no database (started with --no-database), so it has no feedback, review queue or stats")]
+    PersistenceOff,
+    /// The database did not answer; details are logged.
+    #[error("the database is unavailable; predictions are still answered, try this again later")]
+    DatabaseUnavailable(String),
     /// No such route.
     #[error("no route for {0}")]
     NotFound(String),
@@ -88,6 +106,11 @@ impl ApiError {
             ApiError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::PredictionNotFound(_) => (StatusCode::NOT_FOUND, "prediction_not_found"),
+            ApiError::PersistenceOff => (StatusCode::NOT_IMPLEMENTED, "persistence_disabled"),
+            ApiError::DatabaseUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -100,6 +123,9 @@ impl IntoResponse for ApiError {
         let (status, kind) = self.status_and_kind();
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
+        }
+        if let ApiError::DatabaseUnavailable(detail) = &self {
+            tracing::warn!(%detail, "database unavailable");
         }
         let body = ErrorBody {
             error: self.to_string(),

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by route and status, latency, batch sizes,
 //! queue depth and MC samples, rendered as the text exposition format.
 
+use crate::store::log::LogCounters;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -19,6 +20,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// MC-dropout samples computed (inputs × samples).
     pub mc_samples: IntCounter,
+    /// The prediction log's instruments.
+    log: LogCounters,
 }
 
 impl Metrics {
@@ -59,6 +62,28 @@ impl Metrics {
         registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(mc_samples.clone()))?;
+        let log = LogCounters {
+            written: IntCounter::new(
+                "predictions_logged_total",
+                "Predictions committed to the database",
+            )?,
+            unlogged: IntCounter::new(
+                "predictions_unlogged_total",
+                "Predictions answered but not logged (backlog full, refused, or left at shutdown)",
+            )?,
+            write_errors: IntCounter::new(
+                "prediction_log_write_errors_total",
+                "Failed prediction-log insert attempts (each is retried)",
+            )?,
+            backlog: IntGauge::new(
+                "prediction_log_backlog",
+                "Predictions answered and waiting to be written",
+            )?,
+        };
+        registry.register(Box::new(log.written.clone()))?;
+        registry.register(Box::new(log.unlogged.clone()))?;
+        registry.register(Box::new(log.write_errors.clone()))?;
+        registry.register(Box::new(log.backlog.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -66,7 +91,13 @@ impl Metrics {
             batch_rows,
             queue_depth,
             mc_samples,
+            log,
         })
+    }
+
+    /// The prediction log's instruments (shared handles).
+    pub fn log_counters(&self) -> LogCounters {
+        self.log.clone()
     }
 
     /// The text exposition of every metric.

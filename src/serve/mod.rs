@@ -2,7 +2,8 @@
 //!
 //! - [`engine`]: the model's own thread, a bounded queue and the batcher.
 //! - [`inference`]: validation, tokenization off the runtime, queueing, deadlines.
-//! - [`classify`], [`compat`], [`ops`]: handlers by area.
+//! - [`classify`], [`compat`], [`feedback`], [`ops`]: handlers by area;
+//!   [`record`] turns answered predictions into prediction-log records.
 //! - [`api`]: request and response bodies (the contract); [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
 //!   error format; [`metrics`]: Prometheus.
@@ -16,9 +17,11 @@ pub mod compat;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod feedback;
 pub mod inference;
 pub mod metrics;
 pub mod ops;
+pub mod record;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -39,11 +42,14 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::model::Classifier;
+use crate::store::log::{LogSettings, LogWriter, PredictionLog};
+use crate::store::{redact, ModelRecord, Store};
 use api::ModelInfo;
 use engine::{BatchSettings, Engine};
 use error::ApiError;
 use extract::BodyLimit;
 use metrics::Metrics;
+use record::RequestContext;
 
 /// Per-request limits.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +82,21 @@ pub struct ServeSettings {
     pub sampling: SamplingLimits,
     /// When set, `/v1/*`, `/predict` and `POST /` need `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// The prediction log and feedback database; `None` keeps nothing.
+    pub persistence: Option<Persistence>,
+}
+
+/// Where predictions and feedback are kept.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    /// `sqlite://FILE` (created if missing) or `postgres://…`.
+    pub database_url: String,
+    /// Keep the input texts; false keeps only their sha256.
+    pub store_text: bool,
+    /// Queueing and batching of the prediction log.
+    pub log: LogSettings,
+    /// How long start-up waits for the database to accept connections.
+    pub connect_patience: Duration,
 }
 
 /// Shared by every handler.
@@ -90,6 +111,12 @@ pub struct AppState {
     pub settings: ServeSettings,
     /// What `GET /v1/model` answers.
     pub info: ModelInfo,
+    /// The database, unless persistence is off.
+    pub store: Option<Store>,
+    /// The prediction log, unless persistence is off.
+    pub log: Option<PredictionLog>,
+    /// Whether logged predictions keep their text.
+    pub store_text: bool,
 }
 
 #[derive(OpenApi)]
@@ -103,6 +130,9 @@ pub struct AppState {
         classify::uncertainty,
         compat::predict,
         compat::inference_api,
+        feedback::feedback,
+        feedback::review_queue,
+        feedback::stats,
         ops::model,
         ops::healthz,
         ops::readyz,
@@ -133,24 +163,75 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new()?);
     let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
     let info = model_info(model_dir, &classifier);
+    let (store, log, writer) = match &settings.persistence {
+        Some(p) => {
+            let (store, log, writer) = open_store(p, &info, &metrics).await?;
+            (Some(store), Some(log), Some(writer))
+        }
+        None => (None, None, None),
+    };
     tracing::info!(model = %info.name, addr = %listener.local_addr()?, "serving");
+    let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
     let state = Arc::new(AppState {
         classifier,
         engine,
         metrics,
         settings,
         info,
+        store: store.clone(),
+        log,
+        store_text,
     });
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    // The router (and with it every queue sender) is gone: the engine drains and stops.
+    // The router (and with it every queue sender) is gone: the engine and
+    // the prediction log drain and stop.
     tokio::task::spawn_blocking(move || worker.join())
         .await?
         .ok();
+    if let Some(writer) = writer {
+        writer.finish().await;
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects, migrates, registers the model and starts the prediction log.
+async fn open_store(
+    persistence: &Persistence,
+    info: &ModelInfo,
+    metrics: &Metrics,
+) -> anyhow::Result<(Store, PredictionLog, LogWriter)> {
+    let url = &persistence.database_url;
+    let store = Store::connect_patiently(url, persistence.connect_patience)
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact(url)))?;
+    let model_id = store
+        .register_model(&ModelRecord {
+            name: info.name.clone(),
+            weights_sha256: info.weights_sha256.clone(),
+            labels: info.labels.clone(),
+            metrics: info.training_metrics.clone(),
+        })
+        .await
+        .context("registering the model")?;
+    tracing::info!(database = %redact(url), store_text = persistence.store_text, "logging predictions");
+    let (log, writer) = PredictionLog::start(
+        store.clone(),
+        model_id,
+        persistence.log,
+        metrics.log_counters(),
+    );
+    Ok((store, log, writer))
 }
 
 /// The full router over `state`.
@@ -160,6 +241,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/classify", post(classify::classify))
         .route("/v1/classify/uncertainty", post(classify::uncertainty))
         .route("/v1/model", get(ops::model))
+        .route("/v1/feedback", post(feedback::feedback))
+        .route("/v1/review-queue", get(feedback::review_queue))
+        .route("/v1/stats", get(feedback::stats))
         .route("/predict", post(compat::predict))
         .route("/", post(compat::inference_api))
         .route_layer(middleware::from_fn_with_state(
@@ -213,7 +297,7 @@ async fn require_api_key(
 }
 
 /// Request id, one span per request, and the request metrics.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -227,6 +311,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
+    request.extensions_mut().insert(RequestContext {
+        id: request_id.clone(),
+        started,
+    });
     // Handlers record into this span (the current one while they run), so the
     // "answered" line carries the sizes and the tokenize/queue/inference times.
     let empty = tracing::field::Empty;

@@ -1,6 +1,7 @@
 //! Operational routes: model description, liveness, readiness, metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -23,6 +24,10 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// Readiness: the model is loaded and warm (503 until then).
+///
+/// The database's state is reported but does not make the server unready:
+/// predictions are answered without it (and logged once it is back), so a
+/// load balancer should keep sending them.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let ready = state.engine.is_ready();
@@ -31,13 +36,34 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let (database, database_error) = database_state(&state).await;
     (
         status,
         Json(Readiness {
             ready,
             queue_depth: state.engine.queue_depth(),
+            database: database.to_string(),
+            log_backlog: state.log.as_ref().map_or(0, |l| l.backlog()),
+            database_error,
         }),
     )
+}
+
+/// `off`, `ok` or `unavailable` (with the reason): a quick ping, and the
+/// writer's last attempt.
+async fn database_state(state: &AppState) -> (&'static str, Option<String>) {
+    let Some(store) = &state.store else {
+        return ("off", None);
+    };
+    let ping = tokio::time::timeout(Duration::from_secs(1), store.ping()).await;
+    match ping {
+        Ok(Ok(())) => match state.log.as_ref().and_then(|l| l.last_error()) {
+            Some(error) => ("unavailable", Some(error)),
+            None => ("ok", None),
+        },
+        Ok(Err(e)) => ("unavailable", Some(e.to_string())),
+        Err(_) => ("unavailable", Some("no answer within 1 s".to_string())),
+    }
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -44,6 +44,24 @@ pub fn entropy(p: &[f32]) -> f64 {
         .sum()
 }
 
+/// Best minus second-best probability (the best alone when there is one class).
+pub fn margin(probabilities: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut best, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for p in probabilities {
+        if p > best {
+            second = best;
+            best = p;
+        } else if p > second {
+            second = p;
+        }
+    }
+    if best == f64::NEG_INFINITY {
+        0.0
+    } else {
+        best - second.max(0.0)
+    }
+}
+
 /// Summarises per-sample probability vectors (each of the same length, at least one).
 pub fn summarize(samples: &[Vec<f32>]) -> McSummary {
     let t = samples.len();
@@ -77,14 +95,12 @@ pub fn summarize(samples: &[Vec<f32>]) -> McSummary {
         }
     }
     let modal = votes.iter().max().copied().unwrap_or(0);
-    let mut sorted = mean.clone();
-    sorted.sort_by(|a, b| b.total_cmp(a));
     McSummary {
         predictive_entropy,
         expected_entropy,
         mutual_information: (predictive_entropy - expected_entropy).max(0.0),
         variation_ratio: 1.0 - modal as f64 / t.max(1) as f64,
-        margin: sorted.first().copied().unwrap_or(0.0) - sorted.get(1).copied().unwrap_or(0.0),
+        margin: margin(mean.iter().copied()),
         mean: mean32,
         std,
         samples: t,
@@ -108,6 +124,16 @@ pub enum SamplingMode {
     Full,
     /// The classifier input only: the encoder runs once, so T samples cost about one pass.
     Head,
+}
+
+impl SamplingMode {
+    /// The name used in requests and responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingMode::Full => "full",
+            SamplingMode::Head => "head",
+        }
+    }
 }
 
 /// The most rows and padded tokens one forward pass may hold.

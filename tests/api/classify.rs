@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, without_ids};
 
 const LABELS: [&str; 6] = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
 
@@ -139,7 +139,7 @@ async fn the_same_seed_gives_bit_identical_answers_and_another_seed_does_not() {
     let a: Value = ask(11).await.json().await.unwrap();
     let b: Value = ask(11).await.json().await.unwrap();
     let c: Value = ask(12).await.json().await.unwrap();
-    assert_eq!(a, b);
+    assert_eq!(without_ids(a.clone()), without_ids(b));
     assert_ne!(a["predictions"][0]["scores"], c["predictions"][0]["scores"]);
     let unseeded: Value = app
         .post(
@@ -165,7 +165,10 @@ async fn head_mode_samples_only_the_classifier_and_is_reproducible_too() {
     };
     let head: Value = ask("head", 3).await.json().await.unwrap();
     assert_eq!(head["mode"], "head");
-    assert_eq!(head, ask("head", 3).await.json::<Value>().await.unwrap());
+    assert_eq!(
+        without_ids(head.clone()),
+        without_ids(ask("head", 3).await.json::<Value>().await.unwrap())
+    );
     let full: Value = ask("full", 3).await.json().await.unwrap();
     assert_eq!(full["mode"], "full");
     assert_ne!(

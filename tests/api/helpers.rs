@@ -31,6 +31,7 @@ pub fn test_settings() -> ServeSettings {
             max_samples: 100,
         },
         api_key: None,
+        persistence: None,
     }
 }
 
@@ -118,4 +119,20 @@ pub async fn spawn_app_with(settings: ServeSettings) -> TestApp {
 /// Starts a server with the test settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings()).await
+}
+
+/// An answer with its prediction ids removed: every prediction gets a fresh
+/// id, so reproducibility is about everything else.
+pub fn without_ids(mut answer: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = answer.as_object_mut() {
+        object.remove("id");
+    }
+    if let Some(predictions) = answer.get_mut("predictions").and_then(|p| p.as_array_mut()) {
+        for p in predictions {
+            if let Some(object) = p.as_object_mut() {
+                object.remove("id");
+            }
+        }
+    }
+    answer
 }

@@ -4,8 +4,11 @@ mod classify;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat;
+mod database;
+mod durability;
 mod errors;
 mod helpers;
 mod load;
 mod operations;
+mod persistence;
 mod properties;

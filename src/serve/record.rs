@@ -1,0 +1,109 @@
+//! Turning answered predictions into prediction-log records and ids.
+//!
+//! Every prediction gets an id (UUIDv7: time-ordered, so the primary-key
+//! index grows at its end) whether or not a database is kept, so clients
+//! can always quote it.
+
+use std::time::{Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::store::{PredictionRecord, SampledFigures};
+use crate::uncertainty::{entropy, margin, McSummary, SamplingMode};
+
+/// Set by the request middleware for handlers: who asked and since when.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request's `x-request-id` (given or generated).
+    pub id: String,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// What was predicted for one input, in the model's class order.
+pub struct Answered<'a> {
+    /// The input text.
+    pub text: &'a str,
+    /// Probabilities (means over the samples under MC dropout).
+    pub probabilities: &'a [f32],
+    /// The MC summary, its mode and seed, when dropout was sampled.
+    pub sampled: Option<(&'a McSummary, SamplingMode, u64)>,
+}
+
+/// Ids for a request's predictions; queues their records when a log is kept.
+pub fn log_predictions(
+    state: &AppState,
+    context: &RequestContext,
+    endpoint: &'static str,
+    answered: &[Answered<'_>],
+) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = answered.iter().map(|_| Uuid::now_v7()).collect();
+    if let Some(log) = &state.log {
+        let latency_ms = context.started.elapsed().as_secs_f64() * 1e3;
+        let created_at = SystemTime::now();
+        let records = answered
+            .iter()
+            .zip(&ids)
+            .map(|(a, &id)| PredictionRecord {
+                id,
+                created_at,
+                endpoint,
+                text: state.store_text.then(|| a.text.to_string()),
+                text_sha256: hex::encode(Sha256::digest(a.text.as_bytes())),
+                label: top_label(&state.classifier.labels, a.probabilities),
+                score: a.probabilities.iter().copied().fold(0.0f32, f32::max) as f64,
+                probabilities: a.probabilities.to_vec(),
+                predictive_entropy: a.sampled.map_or_else(
+                    || entropy(a.probabilities),
+                    |(s, _, _)| s.predictive_entropy,
+                ),
+                margin: a.sampled.map_or_else(
+                    || margin(a.probabilities.iter().map(|&p| p as f64)),
+                    |(s, _, _)| s.margin,
+                ),
+                sampled: a.sampled.map(|(s, mode, seed)| SampledFigures {
+                    samples: s.samples,
+                    mode: mode.as_str().to_string(),
+                    seed,
+                    expected_entropy: s.expected_entropy,
+                    mutual_information: s.mutual_information,
+                    variation_ratio: s.variation_ratio,
+                }),
+                latency_ms,
+                request_id: Some(context.id.clone()),
+            })
+            .collect();
+        log.record(records);
+    }
+    ids
+}
+
+/// Logs deterministic predictions and returns their ids as strings.
+pub fn log_deterministic(
+    state: &AppState,
+    context: &RequestContext,
+    endpoint: &'static str,
+    texts: &[String],
+    probabilities: &[Vec<f32>],
+) -> Vec<String> {
+    let answered: Vec<Answered> = texts
+        .iter()
+        .zip(probabilities)
+        .map(|(text, p)| Answered {
+            text,
+            probabilities: p,
+            sampled: None,
+        })
+        .collect();
+    log_predictions(state, context, endpoint, &answered)
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect()
+}
+
+fn top_label(labels: &[String], probabilities: &[f32]) -> String {
+    let best = crate::uncertainty::metrics::argmax(probabilities);
+    labels.get(best).cloned().unwrap_or_default()
+}

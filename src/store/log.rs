@@ -1,0 +1,291 @@
+//! The prediction log: handlers hand records to a bounded queue and return at
+//! once; one writer task inserts them in batches, one transaction per batch.
+//!
+//! While the database is away the writer retries the batch in hand with
+//! back-off and the queue fills; the queue is the bounded backlog. A record
+//! that finds it full is not logged, and that is counted
+//! (`candor_predictions_unlogged_total`) and logged, never silent. On
+//! shutdown the queue closes and the writer drains it within a deadline.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{PredictionRecord, Store};
+
+/// How the log queues and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    /// Requests' worth of predictions that may wait for the database (the backlog).
+    pub capacity: usize,
+    /// Most predictions per insert transaction.
+    pub batch_rows: usize,
+    /// How long shutdown waits for the backlog to be written.
+    pub drain_timeout: Duration,
+}
+
+/// Prometheus instruments the writer updates (registered by the server).
+#[derive(Clone)]
+pub struct LogCounters {
+    /// Predictions committed to the database.
+    pub written: IntCounter,
+    /// Predictions that could not be logged (queue full, refused by the
+    /// database, or still queued when shutdown gave up).
+    pub unlogged: IntCounter,
+    /// Failed insert attempts (each is retried).
+    pub write_errors: IntCounter,
+    /// Predictions accepted but not yet committed.
+    pub backlog: IntGauge,
+}
+
+enum Entry {
+    Predictions(Vec<PredictionRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Why a flush did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// The writer is stopping or stopped.
+    #[error("the prediction log is closed")]
+    Closed,
+    /// The backlog was not written in time (the database is slow or away).
+    #[error("the prediction log did not reach the database in time")]
+    Timeout,
+}
+
+/// The handle handlers log through; cheap to clone.
+#[derive(Clone)]
+pub struct PredictionLog {
+    queue: mpsc::Sender<Entry>,
+    state: Arc<WriterState>,
+}
+
+/// What the writer knows about the database, for readiness and metrics.
+struct WriterState {
+    counters: LogCounters,
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    last_overflow_warning: AtomicU64,
+    started: Instant,
+}
+
+/// The running writer: join it after every [`PredictionLog`] is dropped.
+pub struct LogWriter {
+    task: JoinHandle<()>,
+    state: Arc<WriterState>,
+    drain_timeout: Duration,
+}
+
+impl PredictionLog {
+    /// Starts the writer for predictions of `model_id`.
+    pub fn start(
+        store: Store,
+        model_id: i64,
+        settings: LogSettings,
+        counters: LogCounters,
+    ) -> (PredictionLog, LogWriter) {
+        let (queue, receiver) = mpsc::channel(settings.capacity.max(1));
+        let state = Arc::new(WriterState {
+            counters,
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            last_overflow_warning: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        let task = tokio::spawn(write_loop(
+            store,
+            model_id,
+            receiver,
+            settings.batch_rows.max(1),
+            state.clone(),
+        ));
+        (
+            PredictionLog {
+                queue,
+                state: state.clone(),
+            },
+            LogWriter {
+                task,
+                state,
+                drain_timeout: settings.drain_timeout,
+            },
+        )
+    }
+
+    /// Queues predictions for writing; never waits. When the backlog is full
+    /// they are counted as unlogged and a warning is logged (at most once a second).
+    pub fn record(&self, predictions: Vec<PredictionRecord>) {
+        let count = predictions.len() as i64;
+        if count == 0 {
+            return;
+        }
+        self.state.counters.backlog.add(count);
+        if let Err(e) = self.queue.try_send(Entry::Predictions(predictions)) {
+            self.state.counters.backlog.sub(count);
+            self.state.counters.unlogged.inc_by(count as u64);
+            self.state.warn_overflow(&e);
+        }
+    }
+
+    /// Waits until everything queued before this call is committed.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let (done, committed) = oneshot::channel();
+        tokio::time::timeout(timeout, async {
+            self.queue
+                .send(Entry::Flush(done))
+                .await
+                .map_err(|_| FlushError::Closed)?;
+            committed.await.map_err(|_| FlushError::Closed)
+        })
+        .await
+        .map_err(|_| FlushError::Timeout)?
+    }
+
+    /// True while the last write attempt failed.
+    pub fn is_failing(&self) -> bool {
+        self.state.failing.load(Ordering::Relaxed)
+    }
+
+    /// The last write error, if the last attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        if self.is_failing() {
+            self.state.last_error.lock().ok().and_then(|e| e.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Predictions accepted but not yet committed.
+    pub fn backlog(&self) -> i64 {
+        self.state.counters.backlog.get()
+    }
+}
+
+impl WriterState {
+    fn warn_overflow<T>(&self, error: &mpsc::error::TrySendError<T>) {
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_overflow_warning.swap(now, Ordering::Relaxed);
+        if last != now {
+            let reason = match error {
+                mpsc::error::TrySendError::Full(_) => "the backlog is full",
+                mpsc::error::TrySendError::Closed(_) => "the log is closed",
+            };
+            tracing::warn!(
+                reason,
+                unlogged_total = self.counters.unlogged.get(),
+                "predictions answered but not logged"
+            );
+        }
+    }
+
+    fn committed(&self, rows: usize) {
+        self.counters.written.inc_by(rows as u64);
+        self.counters.backlog.sub(rows as i64);
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the database is back: prediction log writing again");
+        }
+    }
+
+    fn failed(&self, error: &super::StoreError) {
+        self.counters.write_errors.inc();
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error.to_string());
+        }
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "cannot write the prediction log; retrying with back-off");
+        }
+    }
+
+    fn lost(&self, rows: usize, why: &str) {
+        self.counters.unlogged.inc_by(rows as u64);
+        self.counters.backlog.sub(rows as i64);
+        tracing::error!(rows, why, "predictions answered but not logged");
+    }
+}
+
+impl LogWriter {
+    /// Waits for the writer to drain the closed queue, up to the drain
+    /// timeout; what is still queued then is counted and reported as unlogged.
+    pub async fn finish(self) {
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(self.drain_timeout, self.task).await {
+            Ok(_) => tracing::info!(
+                written = self.state.counters.written.get(),
+                "prediction log drained"
+            ),
+            Err(_) => {
+                abort.abort();
+                let left = self.state.counters.backlog.get().max(0) as usize;
+                self.state.lost(
+                    left,
+                    "shutdown: the database did not take the backlog in time",
+                );
+            }
+        }
+    }
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+async fn write_loop(
+    store: Store,
+    model_id: i64,
+    mut receiver: mpsc::Receiver<Entry>,
+    batch_rows: usize,
+    state: Arc<WriterState>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = Vec::new();
+        let mut waiting = Vec::new();
+        let mut take = |entry: Entry, batch: &mut Vec<PredictionRecord>| match entry {
+            Entry::Predictions(rows) => batch.extend(rows),
+            Entry::Flush(done) => waiting.push(done),
+        };
+        take(first, &mut batch);
+        while batch.len() < batch_rows {
+            match receiver.try_recv() {
+                Ok(entry) => take(entry, &mut batch),
+                Err(_) => break,
+            }
+        }
+        write_with_retry(&store, model_id, &batch, &state).await;
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch, retrying with exponential back-off until it lands or
+/// the database refuses the data itself (then the batch is counted as lost).
+async fn write_with_retry(
+    store: &Store,
+    model_id: i64,
+    batch: &[PredictionRecord],
+    state: &WriterState,
+) {
+    let mut wait = FIRST_RETRY;
+    loop {
+        match store.insert_predictions(model_id, batch).await {
+            Ok(()) => {
+                state.committed(batch.len());
+                return;
+            }
+            Err(e) if e.is_permanent() => {
+                state.failed(&e);
+                state.lost(batch.len(), "the database refused the batch");
+                return;
+            }
+            Err(e) => {
+                state.failed(&e);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LONGEST_RETRY);
+            }
+        }
+    }
+}
