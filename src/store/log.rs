@@ -230,6 +230,8 @@ impl LogWriter {
     }
 }
 
+/// Longest time a batch waits to fill before it is written.
+const LINGER: Duration = Duration::from_millis(20);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
@@ -243,21 +245,28 @@ async fn write_loop(
     while let Some(first) = receiver.recv().await {
         let mut batch = Vec::new();
         let mut waiting = Vec::new();
-        let mut take = |entry: Entry, batch: &mut Vec<PredictionRecord>| match entry {
-            Entry::Predictions(rows) => batch.extend(rows),
-            Entry::Flush(done) => waiting.push(done),
-        };
-        take(first, &mut batch);
-        while batch.len() < batch_rows {
-            match receiver.try_recv() {
-                Ok(entry) => take(entry, &mut batch),
-                Err(_) => break,
+        take(first, &mut batch, &mut waiting);
+        // Under load, waiting a moment for company turns many small
+        // transactions into a few large ones; a lone prediction waits at
+        // most LINGER, and a flush does not wait.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < batch_rows && waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(entry)) => take(entry, &mut batch, &mut waiting),
+                Ok(None) | Err(_) => break,
             }
         }
         write_with_retry(&store, model_id, &batch, &state).await;
         for done in waiting {
             let _ = done.send(());
         }
+    }
+}
+
+fn take(entry: Entry, batch: &mut Vec<PredictionRecord>, waiting: &mut Vec<oneshot::Sender<()>>) {
+    match entry {
+        Entry::Predictions(rows) => batch.extend(rows),
+        Entry::Flush(done) => waiting.push(done),
     }
 }
 
@@ -271,8 +280,14 @@ async fn write_with_retry(
 ) {
     let mut wait = FIRST_RETRY;
     loop {
+        let started = Instant::now();
         match store.insert_predictions(model_id, batch).await {
             Ok(()) => {
+                tracing::debug!(
+                    rows = batch.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "prediction log batch written"
+                );
                 state.committed(batch.len());
                 return;
             }

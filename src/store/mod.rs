@@ -298,6 +298,9 @@ pub struct Corrections {
     pub without_text: usize,
 }
 
+/// Rows per insert statement.
+const ROWS_PER_STATEMENT: usize = 32;
+
 const PREDICTION_COLUMNS: [&str; 18] = [
     "id",
     "model_id",
@@ -447,9 +450,56 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        let mut transaction = self.pool.begin().await?;
+        // Fixed-size statements are prepared once per connection and reused;
+        // a statement per batch size would be prepared again and again.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.insert_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                let probabilities = serde_json::to_string(&row.probabilities).map_err(malformed)?;
+                let sampled = row.sampled.as_ref();
+                query = query
+                    .bind(row.id.to_string())
+                    .bind(model_id)
+                    .bind(timestamp(row.created_at))
+                    .bind(row.endpoint)
+                    .bind(row.text.clone())
+                    .bind(row.text_sha256.clone())
+                    .bind(row.label.clone())
+                    .bind(row.score)
+                    .bind(probabilities)
+                    .bind(finite(row.predictive_entropy))
+                    .bind(finite(row.margin))
+                    .bind(sampled.map(|s| s.samples.min(i32::MAX as usize) as i32))
+                    .bind(sampled.map(|s| s.mode.clone()))
+                    .bind(sampled.map(|s| s.seed.to_string()))
+                    .bind(sampled.map(|s| finite(s.expected_entropy)))
+                    .bind(sampled.map(|s| finite(s.mutual_information)))
+                    .bind(sampled.map(|s| finite(s.variation_ratio)))
+                    .bind(row.latency_ms)
+                    .bind(row.request_id.clone());
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        let touch = format!(
+            "update models set last_seen = {} where id = $2",
+            self.dialect.timestamp(1)
+        );
+        sqlx::query(&touch)
+            .bind(timestamp(SystemTime::now()))
+            .bind(model_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// `insert into predictions … values (…), (…)` for `rows` rows.
+    fn insert_sql(&self, rows: usize) -> String {
         let d = self.dialect;
         let width = PREDICTION_COLUMNS.len() + 1;
-        let values: Vec<String> = (0..rows.len())
+        let values: Vec<String> = (0..rows)
             .map(|r| {
                 let n = |c: usize| r * width + c + 1;
                 let mut cells: Vec<String> = (0..width).map(|c| format!("${}", n(c))).collect();
@@ -459,49 +509,11 @@ impl Store {
                 format!("({})", cells.join(", "))
             })
             .collect();
-        let sql = format!(
+        format!(
             "insert into predictions ({}, request_id) values {}",
             PREDICTION_COLUMNS.join(", "),
             values.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for row in rows {
-            let probabilities = serde_json::to_string(&row.probabilities).map_err(malformed)?;
-            let sampled = row.sampled.as_ref();
-            query = query
-                .bind(row.id.to_string())
-                .bind(model_id)
-                .bind(timestamp(row.created_at))
-                .bind(row.endpoint)
-                .bind(row.text.clone())
-                .bind(row.text_sha256.clone())
-                .bind(row.label.clone())
-                .bind(row.score)
-                .bind(probabilities)
-                .bind(finite(row.predictive_entropy))
-                .bind(finite(row.margin))
-                .bind(sampled.map(|s| s.samples.min(i32::MAX as usize) as i32))
-                .bind(sampled.map(|s| s.mode.clone()))
-                .bind(sampled.map(|s| s.seed.to_string()))
-                .bind(sampled.map(|s| finite(s.expected_entropy)))
-                .bind(sampled.map(|s| finite(s.mutual_information)))
-                .bind(sampled.map(|s| finite(s.variation_ratio)))
-                .bind(row.latency_ms)
-                .bind(row.request_id.clone());
-        }
-        let touch = format!(
-            "update models set last_seen = {} where id = $2",
-            d.timestamp(1)
-        );
-        let mut transaction = self.pool.begin().await?;
-        query.execute(&mut *transaction).await?;
-        sqlx::query(&touch)
-            .bind(timestamp(SystemTime::now()))
-            .bind(model_id)
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(())
+        )
     }
 
     /// The predicted label and the model's labels of a logged prediction.
