@@ -276,3 +276,64 @@ fn training_twice_with_one_seed_gives_identical_files() {
         );
     }
 }
+
+#[tokio::test]
+async fn db_migrate_is_repeatable_and_feedback_export_writes_corrections_as_jsonl() {
+    use candor::store::{FeedbackRecord, ModelRecord, PredictionRecord, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("loop.db").display());
+    for _ in 0..2 {
+        let migrated = candor(&["db", "migrate", "--database-url", &url]);
+        assert!(migrated.status.success(), "{}", stderr(&migrated));
+    }
+    let store = Store::connect(&url).await.unwrap();
+    let model = store
+        .register_model(&ModelRecord {
+            name: "m".into(),
+            weights_sha256: "abc".into(),
+            labels: vec!["negative".into(), "positive".into()],
+            metrics: None,
+        })
+        .await
+        .unwrap();
+    let prediction = |text: Option<&str>| PredictionRecord {
+        id: uuid::Uuid::now_v7(),
+        created_at: std::time::SystemTime::now(),
+        endpoint: "classify",
+        text: text.map(str::to_string),
+        text_sha256: "x".into(),
+        label: "positive".into(),
+        score: 0.6,
+        probabilities: vec![0.4, 0.6],
+        predictive_entropy: 0.67,
+        margin: 0.2,
+        sampled: None,
+        latency_ms: 1.0,
+        request_id: None,
+    };
+    let rows = [prediction(Some("a \"quoted\" film")), prediction(None)];
+    store.insert_predictions(model, &rows).await.unwrap();
+    for row in &rows {
+        store
+            .save_feedback(&FeedbackRecord {
+                prediction_id: row.id,
+                label: "negative".into(),
+                source: None,
+                created_at: std::time::SystemTime::now(),
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let exported = candor(&["feedback", "export", "--database-url", &url]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert_eq!(
+        stdout(&exported),
+        "{\"text\":\"a \\\"quoted\\\" film\",\"label\":\"negative\"}\n"
+    );
+    assert!(stderr(&exported).contains("exported 1 corrections"));
+    assert!(stderr(&exported).contains("skipped 1 feedback rows"));
+    let bad = candor(&["db", "migrate", "--database-url", "mysql://nope"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("unsupported database URL"));
+}

@@ -178,14 +178,75 @@ pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
         (None, None) => data::split(main, source.split, seed)?,
     };
     for extra in &source.extra {
-        splits
-            .train
-            .extend(data::read_examples(extra, &source.fields)?);
+        let added = fold_in(&mut splits, data::read_examples(extra, &source.fields)?);
+        eprintln!(
+            "{}: {} examples added, {} relabelled training examples, {} skipped because the text is held out for validation or test",
+            extra.display(),
+            added.added,
+            added.relabelled,
+            added.held_out
+        );
     }
     if splits.val.is_empty() {
         bail!("the validation split is empty: give more data, a larger --val-fraction or a --val file");
     }
     Ok(splits)
+}
+
+/// What folding extra examples into the training split did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FoldedIn {
+    /// New training examples.
+    pub added: usize,
+    /// Training examples whose label an extra example replaced.
+    pub relabelled: usize,
+    /// Extra examples dropped because their text is in the validation or test split.
+    pub held_out: usize,
+}
+
+/// Adds extra labelled examples (such as exported corrections) to the
+/// training split. A correction of a text already in the training split
+/// replaces its label rather than adding a contradicting copy, and a text
+/// held out for validation or test is never trained on, so the held-out
+/// figures stay honest.
+pub fn fold_in(splits: &mut Splits, extra: Vec<Example>) -> FoldedIn {
+    let held_out: std::collections::HashSet<&str> = splits
+        .val
+        .iter()
+        .chain(&splits.test)
+        .map(|e| e.text.as_str())
+        .collect();
+    let mut outcome = FoldedIn::default();
+    let mut keep = Vec::new();
+    for example in extra {
+        if held_out.contains(example.text.as_str()) {
+            outcome.held_out += 1;
+        } else {
+            keep.push(example);
+        }
+    }
+    let mut by_text: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, e) in splits.train.iter().enumerate() {
+        by_text.entry(e.text.clone()).or_default().push(i);
+    }
+    for example in keep {
+        match by_text.get(&example.text) {
+            Some(indices) => {
+                for &i in indices {
+                    if splits.train[i].label != example.label {
+                        splits.train[i].label = example.label.clone();
+                        outcome.relabelled += 1;
+                    }
+                }
+            }
+            None => {
+                by_text.insert(example.text.clone(), vec![splits.train.len()]);
+                splits.train.push(example);
+                outcome.added += 1;
+            }
+        }
+    }
+    outcome
 }
 
 /// Trains a classifier and writes its model directory.
@@ -681,4 +742,52 @@ pub fn describe(dir: &Path) -> String {
         "{} (config.json, model.safetensors, tokenizer.json, metrics.json)",
         dir.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(text: &str, label: &str) -> Example {
+        Example {
+            text: text.into(),
+            label: label.into(),
+        }
+    }
+
+    #[test]
+    fn corrections_relabel_training_texts_add_new_ones_and_never_touch_held_out_ones() {
+        let mut splits = Splits {
+            train: vec![example("a", "pos"), example("b", "neg")],
+            val: vec![example("v", "pos")],
+            test: vec![example("t", "neg")],
+        };
+        let outcome = fold_in(
+            &mut splits,
+            vec![
+                example("a", "neg"),
+                example("b", "neg"),
+                example("new", "pos"),
+                example("new", "pos"),
+                example("v", "neg"),
+                example("t", "pos"),
+            ],
+        );
+        assert_eq!(
+            outcome,
+            FoldedIn {
+                added: 1,
+                relabelled: 1,
+                held_out: 2
+            }
+        );
+        let train: Vec<(&str, &str)> = splits
+            .train
+            .iter()
+            .map(|e| (e.text.as_str(), e.label.as_str()))
+            .collect();
+        assert_eq!(train, [("a", "neg"), ("b", "neg"), ("new", "pos")]);
+        assert_eq!(splits.val[0].label, "pos");
+        assert_eq!(splits.test[0].label, "neg");
+    }
 }
