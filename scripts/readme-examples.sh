@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:-models/sentiment}"
 port=8182
+work=$(mktemp -d)
 cargo build --release --quiet
-target/release/candor serve --model "$model" --addr "127.0.0.1:$port" > /tmp/candor-examples.log 2>&1 &
+target/release/candor serve --model "$model" --addr "127.0.0.1:$port" --database-url "sqlite://$work/examples.db" > /tmp/candor-examples.log 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 until curl -sf "127.0.0.1:$port/readyz" > /dev/null; do sleep 0.2; done
 pretty() { python3 -c '
 import json, sys
@@ -55,12 +56,21 @@ get() { # title, path
 post "Classify: calibrated scores, high to low, one prediction per input" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "the plot is a mess and the jokes fall flat"]}'
 post "Uncertainty: 30 MC-dropout samples, seeded" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "it is a film"], "samples": 30, "seed": 7}'
 post "Uncertainty, head mode: dropout on the classifier input only" /v1/classify/uncertainty '{"inputs": "it is a film", "samples": 30, "seed": 7, "mode": "head", "top_k": 1}'
-post "text-embeddings-inference compatible" /predict '{"inputs": "a warm, funny, sharply written film"}'
+echo "**text-embeddings-inference compatible** (the prediction ids travel in a header)"; echo '```'
+echo "\$ curl -si localhost:8080/predict -d '{\"inputs\": \"a warm, funny, sharply written film\"}'"
+curl -si "127.0.0.1:$port/predict" -d '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr -d '\r'
+echo
+curl -s "127.0.0.1:$port/predict" -d '{"inputs": "a warm, funny, sharply written film"}' | pretty
+echo '```'
 post "Hugging Face Inference API compatible" / '{"inputs": "a warm, funny, sharply written film", "parameters": {"top_k": 1}}'
 get "The model (training_metrics shortened here)" /v1/model | sed -E 's/^ "training_metrics": .*$/ "training_metrics": {"labels": [...], "history": [...], "train": {...}, "val": {...}, "test": {...}, ...}/'
+id=$(curl -s "127.0.0.1:$port/v1/classify" -d '{"inputs": "it is a film"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["predictions"][0]["id"])')
+post "Feedback: the correct label for a prediction (201 once committed)" /v1/feedback "{\"prediction_id\": \"$id\", \"label\": \"negative\", \"source\": \"alice\"}"
+get "Review queue: unlabelled predictions, most uncertain first" "/v1/review-queue?limit=2"
+get "Stats: counts, accuracy on feedback, mean uncertainty" /v1/stats
 get "Readiness" /readyz
 post "An error" /v1/classify '{"inputs": []}'
 post "Another error" /v1/classify/uncertainty '{"inputs": "fine", "samples": 1000}'
 echo "**Metrics** (excerpt)"; echo '```'; echo '$ curl -s localhost:8080/metrics'
-curl -s "127.0.0.1:$port/metrics" | grep -E '^candor_(http_requests_total|batch_rows_(sum|count)|queue_depth|mc_samples_total)' | head -12
+curl -s "127.0.0.1:$port/metrics" | grep -E '^candor_(http_requests_total|batch_rows_(sum|count)|queue_depth|mc_samples_total|predictions_(un)?logged_total|prediction_log_backlog)' | head -16
 echo '```'
