@@ -2,6 +2,8 @@
 # HTTP benchmark of `candor serve` with wrk on loopback: requests/s and latency
 # percentiles at concurrency 1, 32 and 128, the cost of uncertainty requests,
 # and resident memory idle, under load and after maximal requests.
+# Runs without the prediction log (--no-database); scripts/bench-logging.sh
+# measures what logging costs.
 # Usage: scripts/bench-http.sh [MODEL_DIR] [SECONDS]   (needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ seconds="${2:-10}"
 port=8181
 url="http://127.0.0.1:$port"
 cargo build --release --quiet
-target/release/candor serve --model "$model" --addr "127.0.0.1:$port" --max-inputs 64 --max-samples 100 > /tmp/candor-bench.log 2>&1 &
+target/release/candor serve --model "$model" --addr "127.0.0.1:$port" --max-inputs 64 --max-samples 100 --no-database > /tmp/candor-bench.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 until curl -sf "$url/readyz" > /dev/null; do sleep 0.2; done

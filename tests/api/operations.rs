@@ -28,10 +28,19 @@ async fn health_readiness_openapi_and_docs_answer() {
         "/predict",
         "/",
         "/v1/model",
+        "/v1/feedback",
+        "/v1/review-queue",
+        "/v1/stats",
     ] {
         assert!(
             spec["paths"][path].is_object(),
             "{path} missing from the OpenAPI spec"
+        );
+    }
+    for schema in ["ReviewItem", "Stats", "FeedbackRequest", "FeedbackReceipt"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema} missing from the OpenAPI spec"
         );
     }
     let docs = app.get("/docs/").await;
