@@ -44,8 +44,11 @@ pub enum LogFormat {
 pub enum Command {
     /// Train a classifier from labelled data and write a model directory.
     Train(Box<TrainArgs>),
-    /// Evaluate a model on labelled data: deterministic, temperature-scaled and MC dropout.
+    /// Evaluate a model on labelled data: deterministic, temperature-scaled and MC dropout,
+    /// with calibration, selective prediction and out-of-distribution detection.
     Eval(EvalArgs),
+    /// Write the train/validation/test split `candor train` makes of a file (same seed, same split).
+    Split(SplitArgs),
     /// Classify texts given on the command line (or one per line on stdin with `-`).
     Predict(PredictArgs),
     /// Serve predictions and MC-dropout uncertainty over HTTP.
@@ -405,15 +408,49 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub fields: FieldArgs,
+    /// Unrelated texts to tell apart from --data (out-of-distribution detection); repeatable.
+    #[arg(long)]
+    pub ood: Vec<PathBuf>,
+    /// Most texts used from each --ood file (an evenly spaced selection).
+    #[arg(long, default_value_t = 2000)]
+    pub max_ood: usize,
     /// MC-dropout samples per input (0 skips MC dropout).
     #[arg(long, default_value_t = 30)]
     pub mc_samples: usize,
+    /// Sample counts T for the accuracy and calibration against T table (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,30,100")]
+    pub sweep: Vec<usize>,
     /// Seed of the MC-dropout masks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Print JSON instead of a table.
+    /// Write the pictures (reliability, risk–coverage, OOD histograms) into this folder.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+    /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `candor split`.
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// Labelled data: JSONL, CSV or TSV with a header.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+    /// Fraction held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Fraction held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    pub test_fraction: f64,
+    /// Seed of the split (`candor train`'s default is 42).
+    #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Folder to write train.jsonl, val.jsonl and test.jsonl into.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Options of `candor predict`.
@@ -449,6 +486,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => run_eval(&args),
+        Command::Split(args) => run_split(&args),
         Command::Predict(args) => run_predict(&args),
         Command::Serve(args) => run_serve(&args),
         Command::Db(DbCommand::Migrate(args)) => block_on(migrate(&args)),
@@ -510,40 +548,102 @@ fn load(model: &std::path::Path) -> anyhow::Result<Classifier> {
 }
 
 fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
+    use crate::uncertainty::report::{self, OodSet, ReportSettings};
     let classifier = load(&args.model)?;
     let examples = data::read_examples(&args.data, &args.fields.names())?;
-    let report = evaluate::evaluate(&classifier, &examples, args.mc_samples, args.seed)?;
+    let ood = args
+        .ood
+        .iter()
+        .map(|path| {
+            let texts = data::read_texts(path, &args.fields.text_field)?;
+            Ok(OodSet {
+                name: path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                texts: evenly_spaced(texts, args.max_ood),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sweep = if args.mc_samples > 0 {
+        args.sweep.iter().copied().filter(|&t| t > 0).collect()
+    } else {
+        Vec::new()
+    };
+    let settings = ReportSettings {
+        samples: args.mc_samples,
+        seed: args.seed,
+        sweep,
+    };
+    let (report, predictions) =
+        report::uncertainty_report(&classifier, &examples, &ood, &settings)?;
+    if let Some(dir) = &args.plots {
+        let targets = evaluate::targets(&classifier, &examples)?;
+        report::draw_pictures(dir, &report, &predictions, &targets, &ood)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!("{} examples from {}", examples.len(), args.data.display());
-    println!(
-        "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8}",
-        "predictor", "accuracy", "macro-F1", "NLL", "Brier", "ECE"
-    );
-    let mut rows = vec![
-        ("deterministic".to_string(), &report.deterministic),
-        (
-            format!("temperature {:.3}", classifier.config.candor.temperature),
-            &report.temperature_scaled,
-        ),
-    ];
-    if let Some(mc) = &report.mc_dropout {
-        rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
-    }
-    for (name, r) in rows {
-        println!(
-            "{:<28} {:>8.2}% {:>9.4} {:>8.4} {:>8.4} {:>8.4}",
-            name,
-            r.accuracy * 100.0,
-            r.macro_f1,
-            r.nll,
-            r.brier,
-            r.ece
+    } else {
+        print!(
+            "{}",
+            report::render_tables(
+                &report,
+                &args.data.display().to_string(),
+                classifier.config.candor.temperature
+            )
         );
     }
     Ok(())
+}
+
+fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let source = DataSource {
+        train: args.data.clone(),
+        val: None,
+        test: None,
+        extra: Vec::new(),
+        fields: args.fields.names(),
+        split: SplitFractions {
+            val: args.val_fraction,
+            test: args.test_fraction,
+        },
+    };
+    let splits = train::load_splits(&source, args.seed)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, examples) in [
+        ("train", &splits.train),
+        ("val", &splits.val),
+        ("test", &splits.test),
+    ] {
+        let path = args.out.join(format!("{name}.jsonl"));
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for e in examples {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"text": e.text, "label": e.label}),
+            )?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        eprintln!("{}: {} examples", path.display(), examples.len());
+    }
+    Ok(())
+}
+
+/// At most `n` items, evenly spaced over the whole list (not its head, which
+/// may be sorted).
+fn evenly_spaced(items: Vec<String>, n: usize) -> Vec<String> {
+    if items.len() <= n {
+        return items;
+    }
+    let step = items.len() as f64 / n as f64;
+    (0..n)
+        .map(|i| items[(i as f64 * step) as usize].clone())
+        .collect()
 }
 
 /// One line of `candor predict` output.

@@ -124,6 +124,79 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
         "{table}"
     );
 
+    // `candor split` writes the very split training used.
+    let split_dir = dir.path().join("split");
+    std::fs::create_dir_all(&split_dir).unwrap();
+    let same_data = subset(&split_dir, "trec6.jsonl", 600);
+    let o = candor(&[
+        "split",
+        "--data",
+        same_data.to_str().unwrap(),
+        "--out",
+        split_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
+            .unwrap();
+    for name in ["train", "val", "test"] {
+        let lines = std::fs::read_to_string(split_dir.join(format!("{name}.jsonl")))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(metrics["examples"][name], lines, "{name} split differs");
+    }
+
+    let unrelated = subset(dir.path(), "sms_spam.jsonl", 40);
+    let plots = dir.path().join("plots");
+    let o = candor(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        held_out.to_str().unwrap(),
+        "--ood",
+        unrelated.to_str().unwrap(),
+        "--mc-samples",
+        "3",
+        "--sweep",
+        "1,3,5",
+        "--plots",
+        plots.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let names: Vec<&str> = report["predictors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["deterministic", "temperature", "mc_full", "mc_head"]
+    );
+    let mc = &report["predictors"][2];
+    assert_eq!(mc["selective"].as_array().unwrap().len(), 4);
+    assert_eq!(mc["ood"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report["predictors"][0]["ood"].as_array().unwrap().len(),
+        3,
+        "no mutual information without samples"
+    );
+    assert!(mc["ood"][0]["auroc"].as_f64().unwrap() >= 0.0);
+    let sweep: Vec<u64> = report["sweep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["samples"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sweep, [1, 3, 5]);
+    for picture in ["reliability.png", "risk_coverage.png", "ood_sms_spam.png"] {
+        assert!(plots.join(picture).exists(), "{picture} missing");
+    }
+
     let o = candor(&[
         "predict",
         "--model",

@@ -6,8 +6,11 @@
 //! probabilities (never of logits); entropies are in nats with 0·log 0 = 0;
 //! mutual information = predictive entropy − expected entropy, clamped at 0.
 
+pub mod conformal;
 pub mod evaluate;
 pub mod metrics;
+pub mod report;
+pub mod selective;
 
 use serde::{Deserialize, Serialize};
 
