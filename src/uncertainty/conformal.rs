@@ -11,7 +11,7 @@
 //! probability counts as 0, and a NaN calibration score reads as +∞ (the most
 //! nonconforming), which can only widen the sets and so keeps the guarantee.
 
-use super::metrics::argmax;
+use super::metrics::{argmax, prob};
 use super::selective::smallest_count_reaching;
 
 /// The conformal threshold at miscoverage `alpha`: the `⌈(n+1)(1−α)⌉`-th
@@ -44,12 +44,7 @@ pub fn conformal_threshold(calibration_scores: &[f64], alpha: f64) -> Option<f64
 /// Nonconformity of `label` under one probability vector: `1 − p[label]`,
 /// with a missing or non-finite probability read as 0 (score 1).
 pub fn nonconformity(probs: &[f32], label: usize) -> f64 {
-    let p = probs
-        .get(label)
-        .map(|&value| f64::from(value))
-        .filter(|value| value.is_finite())
-        .unwrap_or(0.0);
-    1.0 - p
+    1.0 - prob(probs, label)
 }
 
 /// The prediction set: every label whose [`nonconformity`] is at most

@@ -333,7 +333,7 @@ fn scored_pairs<'a>(
 }
 
 /// Probability of class `k`, with missing and non-finite entries read as 0.
-fn prob(p: &[f32], k: usize) -> f64 {
+pub(super) fn prob(p: &[f32], k: usize) -> f64 {
     p.get(k)
         .map(|&value| f64::from(value))
         .filter(|value| value.is_finite())
@@ -346,7 +346,7 @@ fn confidence(p: &[f32]) -> f64 {
 }
 
 /// `numerator / denominator`, or 0 when the denominator is 0 (the 0/0 convention).
-fn ratio(numerator: f64, denominator: f64) -> f64 {
+pub(super) fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator == 0.0 {
         0.0
     } else {

@@ -340,24 +340,30 @@ pub fn draw_pictures(
         .collect();
     charts::reliability_diagram(&dir.join("reliability.png"), "Reliability", &series)?;
 
+    // Four curves stay readable: the deterministic confidence, and MC
+    // dropout's total (entropy) and epistemic (mutual information) scores.
+    let shown = [
+        ("deterministic", Score::MaxProbability),
+        ("mc_full", Score::PredictiveEntropy),
+        ("mc_full", Score::MutualInformation),
+        ("mc_head", Score::MutualInformation),
+    ];
     let mut curves = Vec::new();
-    for p in predictions {
+    for (name, score) in shown {
+        let Some(p) = predictions.iter().find(|p| p.name == name) else {
+            continue;
+        };
         let correct: Vec<bool> = p
             .labelled
             .iter()
             .zip(targets)
             .map(|(s, &t)| argmax(&s.mean) == t)
             .collect();
-        for score in scores_of(p) {
-            if p.name == "temperature" {
-                continue; // the same ranking as the deterministic model
-            }
-            let u: Vec<f64> = p.labelled.iter().map(|s| score.uncertainty(s)).collect();
-            curves.push((
-                format!("{} / {}", p.name, score.name()),
-                risk_coverage_curve(&u, &correct),
-            ));
-        }
+        let u: Vec<f64> = p.labelled.iter().map(|s| score.uncertainty(s)).collect();
+        curves.push((
+            format!("{} / {}", p.name, score.name()),
+            risk_coverage_curve(&u, &correct),
+        ));
     }
     let curve_series: Vec<(&str, Vec<(f64, f64)>)> = curves
         .iter()

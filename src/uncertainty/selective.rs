@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::argmax;
+use super::metrics::{argmax, ratio};
 use super::McSummary;
 
 /// A per-example uncertainty (or confidence) score read off an [`McSummary`].
@@ -324,15 +324,6 @@ fn tied_risk(errors_before: usize, group: &TieGroup, taken: usize, kept: usize) 
     let expected =
         errors_before as f64 + ratio(taken as f64 * group.misses as f64, group.size() as f64);
     ratio(expected, kept as f64)
-}
-
-/// `numerator / denominator`, or 0 when the denominator is 0 (the 0/0 convention).
-fn ratio(numerator: f64, denominator: f64) -> f64 {
-    if denominator == 0.0 {
-        0.0
-    } else {
-        numerator / denominator
-    }
 }
 
 #[cfg(test)]
