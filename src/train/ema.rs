@@ -40,7 +40,8 @@ impl Ema {
     pub fn update(&mut self) -> Result<()> {
         let d = self.decay;
         for (_, var, avg) in &mut self.slots {
-            *avg = (avg.affine(d, 0.0)? + var.as_tensor().affine(1.0 - d, 0.0)?)?;
+            // Detached: otherwise each average would keep the graph of all before it.
+            *avg = (avg.affine(d, 0.0)? + var.as_tensor().affine(1.0 - d, 0.0)?)?.detach();
         }
         self.updates += 1;
         Ok(())
