@@ -270,6 +270,11 @@ pub struct TrainArgs {
     /// Epochs of masked-language-model pre-training on the training texts before fine-tuning (0: none).
     #[arg(long, default_value_t = 0)]
     pub pretrain_epochs: usize,
+    /// Further files whose texts (labels ignored) join the training texts for
+    /// masked-LM pre-training; texts of the validation and test splits are
+    /// left out. Repeatable; needs --pretrain-epochs.
+    #[arg(long)]
+    pub pretrain_data: Vec<PathBuf>,
     /// Fraction of --data held out for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
@@ -333,6 +338,13 @@ pub struct TrainArgs {
     /// Probability of replacing each training word piece with [MASK] (input noise against memorising).
     #[arg(long, default_value_t = 0.15)]
     pub token_mask: f64,
+    /// Label smoothing of the training loss, e.g. 0.1 (0: plain cross-entropy).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Keep an exponential moving average of the weights with this per-step
+    /// decay (e.g. 0.999) and measure, select and save the averaged weights.
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
     /// Seed of splits, initial weights, batch order and dropout.
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -386,10 +398,13 @@ impl TrainArgs {
                 patience: self.patience,
                 select_by: self.select_by,
                 token_mask_prob: self.token_mask,
+                label_smoothing: self.label_smoothing,
+                ema_decay: self.ema_decay,
                 seed: self.seed,
             },
             init_from: self.init_from.clone(),
             pretrain_epochs: self.pretrain_epochs,
+            pretrain_data: self.pretrain_data.clone(),
             mc_samples: self.mc_samples,
             quiet: self.quiet,
             command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -35,10 +35,15 @@ fn subset(dir: &Path, data: &str, n: usize) -> PathBuf {
 }
 
 fn train_tiny(dir: &Path) -> PathBuf {
+    train_tiny_with(dir, &[])
+}
+
+/// Trains the tiny model with `extra` options added to the command line.
+fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let data = subset(dir, "trec6.jsonl", 600);
     let out = dir.join("model");
-    let o = candor(&[
+    let mut args = vec![
         "train",
         "--data",
         data.to_str().unwrap(),
@@ -63,7 +68,9 @@ fn train_tiny(dir: &Path) -> PathBuf {
         "--mc-samples",
         "4",
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = candor(&args);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     out
 }
@@ -409,4 +416,51 @@ async fn db_migrate_is_repeatable_and_feedback_export_writes_corrections_as_json
     let bad = candor(&["db", "migrate", "--database-url", "mysql://nope"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("unsupported database URL"));
+}
+
+#[test]
+fn weight_averaging_label_smoothing_and_extra_pretraining_texts_train_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlabelled = subset(dir.path(), "sms_spam.jsonl", 200);
+    let model = train_tiny_with(
+        dir.path(),
+        &[
+            "--ema-decay",
+            "0.9",
+            "--label-smoothing",
+            "0.1",
+            "--pretrain-epochs",
+            "1",
+            "--pretrain-data",
+            unlabelled.to_str().unwrap(),
+        ],
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
+            .unwrap();
+    assert!(metrics["best_epoch"].as_u64().unwrap() >= 1);
+    let o = candor(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "Who wrote Hamlet?",
+    ]);
+    assert!(o.status.success(), "predict failed: {}", stderr(&o));
+}
+
+#[test]
+fn pretraining_texts_without_pretraining_epochs_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset(dir.path(), "trec6.jsonl", 100);
+    let o = candor(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+        "--pretrain-data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--pretrain-epochs"), "{}", stderr(&o));
 }

@@ -3,6 +3,8 @@
 //! temperature scaling → a model directory with metrics, pictures and a card.
 
 pub mod artifacts;
+pub mod ema;
+pub mod loss;
 pub mod optimizer;
 pub mod pretrain;
 pub mod schedule;
@@ -24,6 +26,7 @@ use crate::model::{
     TextEncoder, TokenBatch,
 };
 use crate::rng::{mix, SeededRng};
+use ema::Ema;
 use optimizer::{AdamW, AdamWSettings};
 use schedule::LinearSchedule;
 
@@ -80,6 +83,13 @@ pub struct Optimisation {
     /// `[MASK]` at each step: noise on the input that, like dropout, keeps a
     /// small model from memorising its training texts.
     pub token_mask_prob: f64,
+    /// Label smoothing of the training loss (0: plain cross-entropy); the
+    /// validation loss that selects epochs stays the plain NLL.
+    pub label_smoothing: f64,
+    /// Per-step decay of an exponential moving average of the weights
+    /// (`None`: no averaging). When set, the averaged weights are the ones
+    /// measured each epoch, selected, early-stopped on and saved.
+    pub ema_decay: Option<f64>,
     /// Seeds splitting, initial weights, batch order and dropout masks.
     pub seed: u64,
 }
@@ -117,6 +127,10 @@ pub struct TrainSettings {
     pub init_from: Option<PathBuf>,
     /// Epochs of masked-language-model pre-training on the training texts before fine-tuning (0: none).
     pub pretrain_epochs: usize,
+    /// Further files whose texts join the training texts for pre-training
+    /// (labels ignored). Texts that also occur in the validation or test split
+    /// are left out, so pre-training never sees held-out text.
+    pub pretrain_data: Vec<PathBuf>,
     /// MC-dropout samples used for the metrics written beside the model.
     pub mc_samples: usize,
     /// Logs instead of a progress bar.
@@ -252,6 +266,20 @@ pub fn fold_in(splits: &mut Splits, extra: Vec<Example>) -> FoldedIn {
 /// Trains a classifier and writes its model directory.
 pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     let opt = settings.optimisation;
+    if let Some(decay) = opt.ema_decay {
+        if !(0.0..1.0).contains(&decay) {
+            bail!("the EMA decay must be in [0, 1), not {decay}");
+        }
+    }
+    if !(0.0..1.0).contains(&opt.label_smoothing) {
+        bail!(
+            "label smoothing must be in [0, 1), not {}",
+            opt.label_smoothing
+        );
+    }
+    if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
+        bail!("--pretrain-data needs --pretrain-epochs above 0");
+    }
     let splits = load_splits(&settings.data, opt.seed)?;
     let labels = data::label_names(&splits.train)
         .with_context(|| format!("training data from {}", settings.data.train.display()))?;
@@ -279,13 +307,15 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
             pad_id: encoder.pad_id(),
             quiet: settings.quiet,
         };
-        pretrain::pretrain(
-            &training_net,
-            &varmap,
-            &config,
-            &train_set.rows,
-            pretraining,
-        )?;
+        let texts = pretraining_texts(settings, &splits)?;
+        let rows = if texts.is_empty() {
+            train_set.rows.clone()
+        } else {
+            let mut rows = train_set.rows.clone();
+            rows.extend(encoder.encode_all(&texts)?);
+            rows
+        };
+        pretrain::pretrain(&training_net, &varmap, &config, &rows, pretraining)?;
     }
     let mut run = Run::new(&varmap, &training_net, &eval_net, &encoder, settings)?;
     let fitted = run.fit(&train_set, &val_set)?;
@@ -298,6 +328,37 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
 
     let outcome = artifacts::finish(&settings.out, settings, &splits, fitted)?;
     Ok(outcome)
+}
+
+/// The texts of `--pretrain-data` that are neither training texts (already
+/// pre-trained on) nor validation or test texts (which must stay unseen),
+/// each once, in file order.
+fn pretraining_texts(settings: &TrainSettings, splits: &Splits) -> anyhow::Result<Vec<String>> {
+    let mut all = Vec::new();
+    for path in &settings.pretrain_data {
+        all.extend(data::read_texts(path, &settings.data.fields.text)?);
+    }
+    let mut seen: std::collections::HashSet<&str> = splits
+        .train
+        .iter()
+        .chain(&splits.val)
+        .chain(&splits.test)
+        .map(|e| e.text.as_str())
+        .collect();
+    let mut texts = Vec::new();
+    for text in &all {
+        if seen.insert(text.as_str()) {
+            texts.push(text.clone());
+        }
+    }
+    if !settings.pretrain_data.is_empty() {
+        tracing::info!(
+            read = all.len(),
+            kept = texts.len(),
+            "unlabelled texts added to pre-training"
+        );
+    }
+    Ok(texts)
 }
 
 fn check_labels_known(labels: &[String], examples: &[Example], split: &str) -> anyhow::Result<()> {
@@ -483,6 +544,7 @@ struct Run<'a> {
     mask_id: Option<u32>,
     settings: &'a TrainSettings,
     optimizer: AdamW,
+    ema: Option<Ema>,
     device: Device,
 }
 
@@ -495,23 +557,29 @@ impl<'a> Run<'a> {
         settings: &'a TrainSettings,
     ) -> anyhow::Result<Self> {
         let opt = settings.optimisation;
-        let params = {
+        let named: Vec<(String, Var)> = {
             let vars = varmap
                 .data()
                 .lock()
                 .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
-            let mut named: Vec<(&String, &Var)> = vars.iter().collect();
-            named.sort_by(|a, b| a.0.cmp(b.0));
-            // As in BERT, biases and LayerNorm parameters take no weight decay.
+            let mut named: Vec<(String, Var)> =
+                vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
             named
-                .into_iter()
-                .map(|(name, var)| {
-                    (
-                        var.clone(),
-                        !name.ends_with(".bias") && !name.contains("LayerNorm"),
-                    )
-                })
-                .collect()
+        };
+        // As in BERT, biases and LayerNorm parameters take no weight decay.
+        let params = named
+            .iter()
+            .map(|(name, var)| {
+                (
+                    var.clone(),
+                    !name.ends_with(".bias") && !name.contains("LayerNorm"),
+                )
+            })
+            .collect();
+        let ema = match opt.ema_decay {
+            Some(decay) => Some(Ema::new(named, decay)?),
+            None => None,
         };
         let settings_adamw = AdamWSettings {
             weight_decay: opt.weight_decay,
@@ -525,6 +593,7 @@ impl<'a> Run<'a> {
             mask_id: encoder.mask_id(),
             settings,
             optimizer: AdamW::new(params, settings_adamw),
+            ema,
             device: Device::Cpu,
         })
     }
@@ -559,6 +628,20 @@ impl<'a> Run<'a> {
             }
             seconds += started.elapsed().as_secs_f64();
             bar.finish_and_clear();
+            // With averaging, the averaged weights are measured (and kept when
+            // best); the optimiser's own weights come back for the next epoch.
+            let averaged = match &self.ema {
+                Some(ema) => Some(ema.averaged()?),
+                None => None,
+            };
+            let current = match &averaged {
+                Some(avg) => {
+                    let current = tensors_of(self.varmap)?;
+                    self.restore(avg)?;
+                    Some(current)
+                }
+                None => None,
+            };
             let (train_loss, train_accuracy) = self.measure(train)?;
             let (val_loss, val_accuracy) = self.measure(val)?;
             let point = EpochPoint {
@@ -577,7 +660,11 @@ impl<'a> Run<'a> {
             if improved {
                 (best_loss, best_accuracy, best_epoch) = (val_loss, val_accuracy, epoch);
                 best = Some(tensors_of(self.varmap)?);
-            } else if epoch - best_epoch >= opt.patience {
+            }
+            if let Some(current) = &current {
+                self.restore(current)?;
+            }
+            if !improved && epoch - best_epoch >= opt.patience {
                 tracing::info!(
                     epoch,
                     best_epoch,
@@ -620,10 +707,17 @@ impl<'a> Run<'a> {
         let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
         let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let loss = loss::smoothed_cross_entropy(
+            &logits,
+            &targets,
+            self.settings.optimisation.label_smoothing,
+        )?;
         let grads = loss.backward()?;
         self.optimizer
             .step(&grads, lr, self.settings.optimisation.max_grad_norm)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update()?;
+        }
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 

@@ -1,11 +1,13 @@
-//! Masked-language-model pre-training on the training texts themselves.
+//! Masked-language-model pre-training on the training texts and, optionally, more unlabelled text.
 //!
 //! A transformer trained from scratch on a few thousand labelled sentences
 //! must learn what words mean and how they combine from the labels alone, and
 //! memorises instead. Before fine-tuning, candor can first train the encoder
 //! as BERT was pre-trained: hide 15% of the word pieces (80% become `[MASK]`,
 //! 10% a random piece, 10% stay) and predict them, on the training split's own
-//! texts. The labels are not used, and validation and test texts are never seen.
+//! texts, plus any unlabelled texts given with `--pretrain-data`. The labels
+//! are not used, and validation and test texts are never seen (texts of
+//! `--pretrain-data` that also occur in those splits are dropped).
 //! The MLM head (transform + output bias, decoder tied to the word embeddings)
 //! is thrown away afterwards: the model directory stays a plain
 //! `BertForSequenceClassification`.
