@@ -263,21 +263,43 @@ async fn predictions_are_answered_while_postgres_is_down_and_logged_once_it_is_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_servers_on_one_postgres_database_see_each_others_feedback() {
+async fn two_serve_processes_on_one_postgres_database_see_each_others_feedback() {
     let db = TestDatabase::new(Backend::Postgres).await;
-    let first = spawn_app_with(settings_with_database(&db.url)).await;
-    let second = spawn_app_with(settings_with_database(&db.url)).await;
-    let id = classify_ids(&first, &["Who wrote Hamlet ?"])
+    let first = ServerProcess::start(&db.url);
+    let mut second = ServerProcess::start(&db.url);
+    let client = reqwest::Client::new();
+    let classify = |address: &str, text: &str| {
+        client
+            .post(format!("{address}/v1/classify"))
+            .json(&json!({ "inputs": text }))
+            .send()
+    };
+    let answer: Value = classify(&first.address, "Who wrote Hamlet ?")
         .await
-        .remove(0);
-    let given = second
-        .post("/v1/feedback", json!({"prediction_id": id, "label": "HUM"}))
-        .await;
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["predictions"][0]["id"].clone();
+    // Feedback on the second server about the first one's prediction.
+    let given = client
+        .post(format!("{}/v1/feedback", second.address))
+        .json(&json!({"prediction_id": id, "label": "HUM"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(given.status(), 201);
-    classify_ids(&second, &["Where is Lima ?"]).await;
-    second.stop().await.unwrap();
-    let stats: Value = first.get("/v1/stats").await.json().await.unwrap();
+    classify(&second.address, "Where is Lima ?").await.unwrap();
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(20)).success());
+    let stats: Value = client
+        .get(format!("{}/v1/stats", first.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["feedback"], 1);
     assert_eq!(stats["predictions"], 2);
-    first.stop().await.unwrap();
 }
