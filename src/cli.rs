@@ -426,6 +426,10 @@ pub struct EvalArgs {
     /// Unrelated texts to tell apart from --data (out-of-distribution detection); repeatable.
     #[arg(long)]
     pub ood: Vec<PathBuf>,
+    /// The model's training examples (e.g. `candor split`'s train.jsonl): with --ood, also
+    /// measures OOD detection by the distance of the mean last hidden state to the training classes.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Most texts used from each --ood file (an evenly spaced selection).
     #[arg(long, default_value_t = 2000)]
     pub max_ood: usize,
@@ -585,10 +589,15 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let reference = match (&args.reference, args.ood.is_empty()) {
+        (Some(path), false) => data::read_examples(path, &args.fields.names())?,
+        _ => Vec::new(),
+    };
     let settings = ReportSettings {
         samples: args.mc_samples,
         seed: args.seed,
         sweep,
+        reference,
     };
     let (report, predictions) =
         report::uncertainty_report(&classifier, &examples, &ood, &settings)?;

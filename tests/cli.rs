@@ -170,6 +170,8 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
         "1,3,5",
         "--plots",
         plots.to_str().unwrap(),
+        "--reference",
+        split_dir.join("train.jsonl").to_str().unwrap(),
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -200,6 +202,9 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
         .map(|p| p["samples"].as_u64().unwrap())
         .collect();
     assert_eq!(sweep, [1, 3, 5]);
+    let distance = &report["feature_distance"][0];
+    assert_eq!(distance["set"], "sms_spam");
+    assert!((0.0..=1.0).contains(&distance["auroc"].as_f64().unwrap()));
     for picture in ["reliability.png", "risk_coverage.png", "ood_sms_spam.png"] {
         assert!(plots.join(picture).exists(), "{picture} missing");
     }

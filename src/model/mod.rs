@@ -199,11 +199,41 @@ impl Classifier {
         rows: &[Vec<u32>],
         batch_size: usize,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.for_all(rows, batch_size, |batch| {
+            self.logits(batch, DropoutMode::Off)
+        })
+    }
+
+    /// The mean of the encoder's last hidden states over each row's tokens
+    /// (padding excluded), dropout off, in length-sorted batches of
+    /// `batch_size`; in row order.
+    pub fn mean_hidden_for_all(
+        &self,
+        rows: &[Vec<u32>],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.for_all(rows, batch_size, |batch| {
+            let batch = TokenBatch::from_rows(batch, self.encoder.pad_id(), &self.device)?;
+            let hidden = self.network.encode(&batch, DropoutMode::Off)?;
+            let mask = batch.attention_mask.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?;
+            Ok(summed.broadcast_div(&counts)?.to_vec2::<f32>()?)
+        })
+    }
+
+    /// Runs `f` over length-sorted batches and puts its per-row outputs back in row order.
+    fn for_all(
+        &self,
+        rows: &[Vec<u32>],
+        batch_size: usize,
+        f: impl Fn(&[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut out = vec![Vec::new(); rows.len()];
         for chunk in by_length(rows).chunks(batch_size.max(1)) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
-            for (&i, logits) in chunk.iter().zip(self.logits(&batch, DropoutMode::Off)?) {
-                out[i] = logits;
+            for (&i, values) in chunk.iter().zip(f(&batch)?) {
+                out[i] = values;
             }
         }
         Ok(out)

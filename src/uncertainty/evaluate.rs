@@ -37,6 +37,9 @@ pub enum EvalError {
     /// Tokenizing failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The reference (training) data cannot be used.
+    #[error("reference data: {0}")]
+    Reference(String),
 }
 
 /// Probabilities of the three predictors on the same examples.

@@ -8,6 +8,7 @@
 
 pub mod conformal;
 pub mod evaluate;
+pub mod feature_distance;
 pub mod metrics;
 pub mod report;
 pub mod selective;

@@ -17,6 +17,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::evaluate::{targets, EvalError, MC_BUDGET};
+use super::feature_distance::FeatureDistance;
 use super::metrics::{
     adaptive_calibration_error, argmax, classification_report, reliability_bins,
     ClassificationReport, ECE_BINS,
@@ -41,6 +42,8 @@ pub struct ReportSettings {
     pub seed: u64,
     /// Sample counts for the accuracy/calibration-against-T table.
     pub sweep: Vec<usize>,
+    /// Training examples to fit the feature distance on (none: not measured).
+    pub reference: Vec<Example>,
 }
 
 /// Unlabelled texts to tell apart from the labelled data.
@@ -77,6 +80,19 @@ pub struct OodRow {
     /// Average precision, OOD as the positive class.
     pub aupr: f64,
     /// False-positive rate (in-distribution flagged) at 95% of OOD caught.
+    pub fpr_at_95_tpr: f64,
+}
+
+/// Separating one OOD set from the labelled data by feature distance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DistanceRow {
+    /// The OOD set.
+    pub set: String,
+    /// Area under the ROC curve, OOD as the positive class.
+    pub auroc: f64,
+    /// Average precision, OOD as the positive class.
+    pub aupr: f64,
+    /// False-positive rate at 95% of OOD caught.
     pub fpr_at_95_tpr: f64,
 }
 
@@ -123,6 +139,9 @@ pub struct UncertaintyReport {
     pub predictors: Vec<PredictorReport>,
     /// `full` MC dropout against T.
     pub sweep: Vec<SweepPoint>,
+    /// OOD separation by the Mahalanobis distance of the mean last hidden
+    /// state to the nearest training-class mean (empty without reference data).
+    pub feature_distance: Vec<DistanceRow>,
 }
 
 /// One predictor's per-example summaries on the labelled data and each OOD set.
@@ -239,6 +258,11 @@ pub fn uncertainty_report(
         .iter()
         .map(|p| measure(p, &targets, &classifier.labels, ood))
         .collect();
+    let feature_distance = if settings.reference.is_empty() {
+        Vec::new()
+    } else {
+        distance_rows(classifier, &settings.reference, &rows, &ood_rows, ood)?
+    };
     Ok((
         UncertaintyReport {
             examples: examples.len(),
@@ -246,9 +270,47 @@ pub fn uncertainty_report(
             seed: settings.seed,
             predictors,
             sweep,
+            feature_distance,
         },
         all,
     ))
+}
+
+/// Fits the feature distance on the reference examples and measures how well
+/// it separates each OOD set from the labelled data.
+fn distance_rows(
+    classifier: &Classifier,
+    reference: &[Example],
+    labelled: &[Vec<u32>],
+    ood_rows: &[Vec<Vec<u32>>],
+    ood: &[OodSet],
+) -> Result<Vec<DistanceRow>, EvalError> {
+    let reference_targets = targets(classifier, reference)?;
+    let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
+    let features =
+        classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, BATCH)?;
+    let fitted = FeatureDistance::fit(&features, &reference_targets)
+        .map_err(|e| EvalError::Reference(e.to_string()))?;
+    let distances = |rows: &[Vec<u32>]| -> Result<Vec<f64>, EvalError> {
+        Ok(classifier
+            .mean_hidden_for_all(rows, BATCH)?
+            .iter()
+            .map(|f| fitted.distance(f))
+            .collect())
+    };
+    let inside = distances(labelled)?;
+    ood.iter()
+        .zip(ood_rows)
+        .map(|(set, rows)| {
+            let outside = distances(rows)?;
+            Ok(DistanceRow {
+                set: set.name.clone(),
+                auroc: auroc(&outside, &inside),
+                aupr: aupr(&outside, &inside),
+                fpr_at_95_tpr: fpr_at_tpr(&outside, &inside, 0.95),
+            })
+        })
+        .collect()
 }
 
 /// Scores that mean something for a predictor: mutual information needs samples.
@@ -493,6 +555,24 @@ pub fn render_tables(report: &UncertaintyReport, data: &str, temperature: f64) -
                 out.push_str(&cell(row.map(|r| [r.auroc, r.aupr, r.fpr_at_95_tpr])));
             }
             out.push('\n');
+        }
+    }
+    if !report.feature_distance.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nout of distribution by feature distance (mean last hidden state, nearest training class)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<30} {:>8} {:>8} {:>8}",
+            "OOD set", "AUROC", "AUPR", "FPR@95"
+        );
+        for row in &report.feature_distance {
+            let _ = writeln!(
+                out,
+                "{:<30} {:>8.4} {:>8.4} {:>8.4}",
+                row.set, row.auroc, row.aupr, row.fpr_at_95_tpr
+            );
         }
     }
     if !report.sweep.is_empty() {
