@@ -53,12 +53,26 @@ pub enum Command {
     Predict(PredictArgs),
     /// Serve predictions and MC-dropout uncertainty over HTTP.
     Serve(ServeArgs),
+    /// Exit 0 when a running server answers /readyz with 200, 1 otherwise
+    /// (a container HEALTHCHECK that needs no curl).
+    Healthcheck(HealthcheckArgs),
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
     /// Human feedback kept in the database.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+}
+
+/// Options of `candor healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Address of the server to ask (its --addr; 0.0.0.0 is asked on 127.0.0.1).
+    #[arg(long, env = "CANDOR_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 3_000)]
+    pub timeout_ms: u64,
 }
 
 /// `candor db …`.
@@ -508,6 +522,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Split(args) => run_split(&args),
         Command::Predict(args) => run_predict(&args),
         Command::Serve(args) => run_serve(&args),
+        Command::Healthcheck(args) => block_on(healthcheck(&args)),
         Command::Db(DbCommand::Migrate(args)) => block_on(migrate(&args)),
         Command::Feedback(FeedbackCommand::Export(args)) => block_on(export(&args)),
     }
@@ -520,6 +535,34 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
         .build()
         .context("starting the async runtime")?
         .block_on(task)
+}
+
+/// `GET /readyz` over a plain TCP connection: one request, the status line read.
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = args.addr.replace("0.0.0.0", "127.0.0.1");
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream
+            .write_all(
+                format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut head = vec![0u8; 64];
+        let n = stream.read(&mut head).await?;
+        anyhow::Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_millis(args.timeout_ms), ask)
+        .await
+        .with_context(|| format!("{addr} did not answer within {} ms", args.timeout_ms))?
+        .with_context(|| format!("asking {addr}/readyz"))?;
+    let status = answer.lines().next().unwrap_or_default();
+    if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        anyhow::bail!("{addr}/readyz answered '{status}'")
+    }
 }
 
 async fn open(args: &DatabaseArgs) -> anyhow::Result<Store> {

@@ -303,3 +303,36 @@ async fn two_serve_processes_on_one_postgres_database_see_each_others_feedback()
     assert_eq!(stats["feedback"], 1);
     assert_eq!(stats["predictions"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn healthcheck_succeeds_against_a_ready_server_and_fails_once_it_is_gone() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let mut server = ServerProcess::start(&db.url);
+    let addr = server.address.trim_start_matches("http://").to_string();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["healthcheck", "--addr", &addr, "--timeout-ms", "2000"])
+            .output()
+            .unwrap()
+    };
+    // 503 (exit 1) while the model warms up, then 200 (exit 0).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = check();
+        if answer.status.success() {
+            break;
+        }
+        assert_eq!(answer.status.code(), Some(1));
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&answer.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(20)).success());
+    let gone = check();
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("readyz"));
+}
