@@ -661,21 +661,17 @@ impl Store {
             let label: String = row.try_get(0)?;
             let feedback: i64 = row.try_get(1)?;
             let correct: i64 = row.try_get(2)?;
-            let entry = match per_label.iter_mut().position(|s| s.label == label) {
-                Some(i) => &mut per_label[i],
-                None => {
-                    per_label.push(LabelStats {
-                        label,
-                        feedback: 0,
-                        correct: 0,
-                        accuracy: None,
-                    });
-                    per_label.last_mut().expect("just pushed")
-                }
+            let stats = LabelStats {
+                accuracy: ratio(correct, feedback),
+                label,
+                feedback,
+                correct,
             };
-            entry.feedback = feedback;
-            entry.correct = correct;
-            entry.accuracy = ratio(correct, feedback);
+            // A label the model no longer has still counts, after the model's own.
+            match per_label.iter_mut().find(|s| s.label == stats.label) {
+                Some(entry) => *entry = stats,
+                None => per_label.push(stats),
+            }
         }
         let feedback: i64 = per_label.iter().map(|s| s.feedback).sum();
         let correct: i64 = per_label.iter().map(|s| s.correct).sum();
