@@ -270,6 +270,10 @@ pub struct TrainArgs {
     /// Explicit test file (otherwise split from --data).
     #[arg(long, env = "CANDOR_TEST")]
     pub test: Option<PathBuf>,
+    /// Explicit calibration file for conformal sets and abstention
+    /// thresholds (otherwise split from --data).
+    #[arg(long, env = "CANDOR_CALIBRATION")]
+    pub calibration: Option<PathBuf>,
     /// Extra labelled files added to the training split only (e.g. exported corrections); repeatable.
     #[arg(long)]
     pub extra: Vec<PathBuf>,
@@ -289,9 +293,12 @@ pub struct TrainArgs {
     /// left out. Repeatable; needs --pretrain-epochs.
     #[arg(long)]
     pub pretrain_data: Vec<PathBuf>,
-    /// Fraction of --data held out for validation.
+    /// Fraction of --data held out for validation (early stopping, temperature).
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
+    /// Fraction of --data held out for calibration (conformal sets, abstention thresholds).
+    #[arg(long, default_value_t = 0.1)]
+    pub calibration_fraction: f64,
     /// Fraction of --data held out for testing.
     #[arg(long, default_value_t = 0.1)]
     pub test_fraction: f64,
@@ -378,10 +385,12 @@ impl TrainArgs {
                 train: self.data.clone(),
                 val: self.val.clone(),
                 test: self.test.clone(),
+                calibration: self.calibration.clone(),
                 extra: self.extra.clone(),
                 fields: self.fields.names(),
                 split: SplitFractions {
                     val: self.val_fraction,
+                    calibration: self.calibration_fraction,
                     test: self.test_fraction,
                 },
             },
@@ -475,13 +484,16 @@ pub struct SplitArgs {
     /// Fraction held out for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
+    /// Fraction held out for calibration.
+    #[arg(long, default_value_t = 0.1)]
+    pub calibration_fraction: f64,
     /// Fraction held out for testing.
     #[arg(long, default_value_t = 0.1)]
     pub test_fraction: f64,
     /// Seed of the split (`candor train`'s default is 42).
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
-    /// Folder to write train.jsonl, val.jsonl and test.jsonl into.
+    /// Folder to write train.jsonl, val.jsonl, calibration.jsonl and test.jsonl into.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -669,10 +681,12 @@ fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
         train: args.data.clone(),
         val: None,
         test: None,
+        calibration: None,
         extra: Vec::new(),
         fields: args.fields.names(),
         split: SplitFractions {
             val: args.val_fraction,
+            calibration: args.calibration_fraction,
             test: args.test_fraction,
         },
     };
@@ -682,6 +696,7 @@ fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
     for (name, examples) in [
         ("train", &splits.train),
         ("val", &splits.val),
+        ("calibration", &splits.calibration),
         ("test", &splits.test),
     ] {
         let path = args.out.join(format!("{name}.jsonl"));

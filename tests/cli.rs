@@ -146,7 +146,7 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
             .unwrap();
-    for name in ["train", "val", "test"] {
+    for name in ["train", "val", "calibration", "test"] {
         let lines = std::fs::read_to_string(split_dir.join(format!("{name}.jsonl")))
             .unwrap()
             .lines()

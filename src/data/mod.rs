@@ -53,11 +53,15 @@ impl Default for FieldNames {
     }
 }
 
-/// Fractions of the examples that go to validation and test; train gets the rest.
+/// Fractions of the examples that go to validation, calibration and test;
+/// train gets the rest.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitFractions {
     /// Fraction for the validation split, in [0, 1).
     pub val: f64,
+    /// Fraction for the calibration split (conformal sets and abstention
+    /// thresholds), in [0, 1).
+    pub calibration: f64,
     /// Fraction for the test split, in [0, 1).
     pub test: f64,
 }
@@ -66,18 +70,22 @@ impl Default for SplitFractions {
     fn default() -> Self {
         Self {
             val: 0.1,
+            calibration: 0.1,
             test: 0.1,
         }
     }
 }
 
-/// The three disjoint parts of a data set.
+/// The four disjoint parts of a data set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Splits {
     /// Examples to fit the weights on.
     pub train: Vec<Example>,
     /// Examples for early stopping and temperature fitting.
     pub val: Vec<Example>,
+    /// Examples for split-conformal calibration and abstention thresholds,
+    /// seen by nothing else (the temperature is fitted on `val`).
+    pub calibration: Vec<Example>,
     /// Examples held out for the final report.
     pub test: Vec<Example>,
 }
@@ -204,11 +212,13 @@ pub enum DataError {
 
     /// Split fractions that leave no room for training.
     #[error(
-        "split fractions must each be in [0, 1) and sum to less than 1, got val {val} and test {test}"
+        "split fractions must each be in [0, 1) and sum to less than 1, got val {val}, calibration {calibration} and test {test}"
     )]
     InvalidFractions {
         /// The validation fraction asked for.
         val: f64,
+        /// The calibration fraction asked for.
+        calibration: f64,
         /// The test fraction asked for.
         test: f64,
     },
@@ -253,12 +263,17 @@ mod tests {
             assert_eq!(label_names(&examples).expect("classes"), labels, "{name}");
 
             let splits = split(examples, SplitFractions::default(), 0).expect("valid");
-            let (train, val, test) = (
+            let parts = [
                 texts(&splits.train),
                 texts(&splits.val),
+                texts(&splits.calibration),
                 texts(&splits.test),
-            );
-            assert!(train.is_disjoint(&val) && train.is_disjoint(&test) && val.is_disjoint(&test));
+            ];
+            for (i, a) in parts.iter().enumerate() {
+                for b in &parts[i + 1..] {
+                    assert!(a.is_disjoint(b), "{name}: a text in two splits");
+                }
+            }
             let test_share = splits.test.len() as f64 / size as f64;
             assert!(
                 (test_share - 0.1).abs() < 0.01,

@@ -1,4 +1,5 @@
-//! Seeded, stratified, duplicate-safe train/validation/test splits, and the label set.
+//! Seeded, stratified, duplicate-safe train/validation/calibration/test
+//! splits, and the label set.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -6,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{DataError, Example, SplitFractions, Splits};
 use crate::rng::SeededRng;
 
-/// Splits examples into train, validation and test.
+/// Splits examples into train, validation, calibration and test.
 ///
 /// - Exact duplicate texts are grouped first and each group goes whole into
 ///   one split, so no test text was seen in training.
@@ -17,7 +18,7 @@ use crate::rng::SeededRng;
 ///   allow. Rounding never takes a class's last training example.
 /// - The same seed always gives the same splits; each split is shuffled.
 ///
-/// An empty input gives three empty splits.
+/// An empty input gives four empty splits.
 pub fn split(
     examples: Vec<Example>,
     fractions: SplitFractions,
@@ -33,6 +34,7 @@ pub fn split(
     }
     rng.shuffle(&mut splits.train);
     rng.shuffle(&mut splits.val);
+    rng.shuffle(&mut splits.calibration);
     rng.shuffle(&mut splits.test);
     Ok(splits)
 }
@@ -55,12 +57,18 @@ pub fn label_names(examples: &[Example]) -> Result<Vec<String>, DataError> {
 
 fn check_fractions(fractions: SplitFractions) -> Result<(), DataError> {
     let in_range = |f: f64| (0.0..1.0).contains(&f);
-    if in_range(fractions.val) && in_range(fractions.test) && fractions.val + fractions.test < 1.0 {
+    let SplitFractions {
+        val,
+        calibration,
+        test,
+    } = fractions;
+    if in_range(val) && in_range(calibration) && in_range(test) && val + calibration + test < 1.0 {
         Ok(())
     } else {
         Err(DataError::InvalidFractions {
-            val: fractions.val,
-            test: fractions.test,
+            val,
+            calibration,
+            test,
         })
     }
 }
@@ -101,6 +109,7 @@ fn strata(groups: Vec<Vec<Example>>) -> BTreeMap<String, Vec<Vec<Example>>> {
 struct ClassTargets {
     train: usize,
     val: usize,
+    calibration: usize,
     test: usize,
 }
 
@@ -114,18 +123,24 @@ impl ClassTargets {
                 rounded
             }
         };
-        let (mut val, mut test) = (share(fractions.val), share(fractions.test));
+        let mut held_out = [
+            share(fractions.val),
+            share(fractions.calibration),
+            share(fractions.test),
+        ];
         // Rounding up can eat the whole class; train must keep one example.
-        while size > 0 && val + test >= size {
-            if val >= test && val > 0 {
-                val -= 1;
-            } else {
-                test -= 1;
-            }
+        // Take from the largest held-out share, the first of equals.
+        while size > 0 && held_out.iter().sum::<usize>() >= size {
+            let largest = (0..held_out.len())
+                .max_by_key(|&i| (held_out[i], Reverse(i)))
+                .unwrap_or(0);
+            held_out[largest] -= 1;
         }
+        let [val, calibration, test] = held_out;
         Self {
-            train: size - val - test,
+            train: size - val - calibration - test,
             val,
+            calibration,
             test,
         }
     }
@@ -137,8 +152,19 @@ impl ClassTargets {
 /// ties go to train, so big groups tend to land there rather than crowd the
 /// smaller evaluation splits.
 fn assign_groups(groups: Vec<Vec<Example>>, targets: ClassTargets, splits: &mut Splits) {
-    let mut shortfall = [targets.train, targets.val, targets.test].map(|n| n as i64);
-    let parts = [&mut splits.train, &mut splits.val, &mut splits.test];
+    let mut shortfall = [
+        targets.train,
+        targets.val,
+        targets.calibration,
+        targets.test,
+    ]
+    .map(|n| n as i64);
+    let parts = [
+        &mut splits.train,
+        &mut splits.val,
+        &mut splits.calibration,
+        &mut splits.test,
+    ];
     for group in groups {
         let part = (0..parts.len())
             .max_by_key(|&i| (shortfall[i], Reverse(i)))
@@ -168,8 +194,13 @@ mod tests {
             .collect()
     }
 
+    /// Validation and test fractions, with no calibration split.
     fn fractions(val: f64, test: f64) -> SplitFractions {
-        SplitFractions { val, test }
+        SplitFractions {
+            val,
+            calibration: 0.0,
+            test,
+        }
     }
 
     /// How many examples of each label a split holds.
@@ -181,10 +212,15 @@ mod tests {
         counts
     }
 
-    /// Which splits (0 train, 1 val, 2 test) each text appears in.
+    /// Which splits (0 train, 1 val, 2 calibration, 3 test) each text appears in.
     fn splits_of_each_text(splits: &Splits) -> BTreeMap<&str, BTreeSet<usize>> {
         let mut seen: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
-        for (part, examples) in [&splits.train, &splits.val, &splits.test]
+        for (part, examples) in [
+            &splits.train,
+            &splits.val,
+            &splits.calibration,
+            &splits.test,
+        ]
             .into_iter()
             .enumerate()
         {
@@ -232,6 +268,8 @@ mod tests {
         assert_eq!(counts(&splits.val).get("three"), Some(&1));
         assert_eq!(counts(&splits.test).get("three"), Some(&1));
         assert_eq!(counts(&splits.train).get("three"), Some(&1));
+        assert_eq!(counts(&splits.calibration).get("three"), None);
+        assert_eq!(counts(&splits.calibration).get("big"), Some(&20));
         assert_eq!(counts(&splits.train).get("two"), Some(&2));
         assert_eq!(counts(&splits.train).get("one"), Some(&1));
         assert_eq!(counts(&splits.val).get("big"), Some(&20));
@@ -258,7 +296,7 @@ mod tests {
         let mut examples = [class("a", 37), class("b", 11), class("c", 5)].concat();
         examples.extend([example("a example 3", "a"), example("b example 0", "c")]);
         let splits = split(examples.clone(), SplitFractions::default(), 9).expect("valid");
-        let all = [splits.train, splits.val, splits.test].concat();
+        let all = [splits.train, splits.val, splits.calibration, splits.test].concat();
         assert_eq!(sorted(all), sorted(examples));
     }
 
@@ -350,7 +388,27 @@ mod tests {
     }
 
     #[test]
-    fn no_examples_split_into_three_empty_parts() {
+    fn a_calibration_split_takes_its_share_of_each_class_from_training() {
+        let examples = [class("pos", 100), class("neg", 50)].concat();
+        let wanted = SplitFractions {
+            val: 0.1,
+            calibration: 0.2,
+            test: 0.1,
+        };
+        let splits = split(examples, wanted, 6).expect("valid fractions");
+        assert_eq!(
+            counts(&splits.calibration),
+            BTreeMap::from([("neg", 10), ("pos", 20)])
+        );
+        assert_eq!(
+            counts(&splits.train),
+            BTreeMap::from([("neg", 30), ("pos", 60)])
+        );
+        assert_eq!(counts(&splits.test), counts(&splits.val));
+    }
+
+    #[test]
+    fn no_examples_split_into_four_empty_parts() {
         let splits = split(Vec::new(), SplitFractions::default(), 0).expect("valid");
         assert_eq!(splits, Splits::default());
     }
@@ -366,12 +424,16 @@ mod tests {
                     example(&text, &label)
                 })
                 .collect();
-            let wanted = fractions(rng.below(4) as f64 * 0.1, rng.below(4) as f64 * 0.1);
+            let wanted = SplitFractions {
+                val: rng.below(4) as f64 * 0.1,
+                calibration: rng.below(3) as f64 * 0.1,
+                test: rng.below(4) as f64 * 0.1,
+            };
             let splits = split(examples.clone(), wanted, round).expect("valid");
             for (text, parts) in splits_of_each_text(&splits) {
                 assert_eq!(parts.len(), 1, "round {round}: {text:?} in {parts:?}");
             }
-            let all = [splits.train, splits.val, splits.test].concat();
+            let all = [splits.train, splits.val, splits.calibration, splits.test].concat();
             assert_eq!(sorted(all), sorted(examples), "round {round}");
         }
     }

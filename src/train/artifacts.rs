@@ -51,6 +51,9 @@ pub struct SplitSizes {
     pub train: usize,
     /// Validation examples.
     pub val: usize,
+    /// Calibration examples (conformal sets, abstention thresholds).
+    #[serde(default)]
+    pub calibration: usize,
     /// Test examples.
     pub test: usize,
 }
@@ -90,6 +93,7 @@ pub fn finish(
         examples: SplitSizes {
             train: splits.train.len(),
             val: splits.val.len(),
+            calibration: splits.calibration.len(),
             test: splits.test.len(),
         },
         epochs_run: fitted.history.len(),
@@ -176,10 +180,11 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
     let _ = writeln!(s, "## Data\n");
     let _ = writeln!(
         s,
-        "Source: `{}`; {} training, {} validation, {} test examples.\n",
+        "Source: `{}`; {} training, {} validation, {} calibration, {} test examples.\n",
         settings.data.train.display(),
         m.examples.train,
         m.examples.val,
+        m.examples.calibration,
         m.examples.test
     );
     let _ = writeln!(s, "## Command\n\n```\n{}\n```\n", m.command);

@@ -33,17 +33,20 @@ use schedule::LinearSchedule;
 /// Where the labelled examples come from.
 #[derive(Debug, Clone)]
 pub struct DataSource {
-    /// The main labelled file; split into train/validation/test unless those are given.
+    /// The main labelled file; split into train/validation/calibration/test
+    /// unless those are given.
     pub train: PathBuf,
     /// An explicit validation file.
     pub val: Option<PathBuf>,
+    /// An explicit calibration file.
+    pub calibration: Option<PathBuf>,
     /// An explicit test file.
     pub test: Option<PathBuf>,
     /// Further labelled files (e.g. exported corrections) added to the training split only.
     pub extra: Vec<PathBuf>,
     /// Field names of text and label.
     pub fields: FieldNames,
-    /// Validation and test fractions when splitting.
+    /// Validation, calibration and test fractions when splitting.
     pub split: SplitFractions,
 }
 
@@ -155,42 +158,28 @@ pub struct TrainOutcome {
 /// Reads and splits the data as the settings say.
 pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
     let main = data::read_examples(&source.train, &source.fields)?;
-    let mut splits = match (&source.val, &source.test) {
-        (Some(val), Some(test)) => Splits {
-            train: main,
-            val: data::read_examples(val, &source.fields)?,
-            test: data::read_examples(test, &source.fields)?,
-        },
-        (Some(val), None) => {
-            let s = data::split(
-                main,
-                SplitFractions {
-                    val: 0.0,
-                    ..source.split
-                },
-                seed,
-            )?;
-            Splits {
-                val: data::read_examples(val, &source.fields)?,
-                ..s
-            }
-        }
-        (None, Some(test)) => {
-            let s = data::split(
-                main,
-                SplitFractions {
-                    test: 0.0,
-                    ..source.split
-                },
-                seed,
-            )?;
-            Splits {
-                test: data::read_examples(test, &source.fields)?,
-                ..s
-            }
-        }
-        (None, None) => data::split(main, source.split, seed)?,
+    let read = |file: &Option<PathBuf>| -> anyhow::Result<Option<Vec<Example>>> {
+        Ok(match file {
+            Some(path) => Some(data::read_examples(path, &source.fields)?),
+            None => None,
+        })
     };
+    let (val, calibration, test) = (
+        read(&source.val)?,
+        read(&source.calibration)?,
+        read(&source.test)?,
+    );
+    // A split given as a file takes nothing from the main file.
+    let fraction = |file: &Option<Vec<Example>>, f: f64| if file.is_some() { 0.0 } else { f };
+    let fractions = SplitFractions {
+        val: fraction(&val, source.split.val),
+        calibration: fraction(&calibration, source.split.calibration),
+        test: fraction(&test, source.split.test),
+    };
+    let mut splits = data::split(main, fractions, seed)?;
+    splits.val = val.unwrap_or(splits.val);
+    splits.calibration = calibration.unwrap_or(splits.calibration);
+    splits.test = test.unwrap_or(splits.test);
     for extra in &source.extra {
         let added = fold_in(&mut splits, data::read_examples(extra, &source.fields)?);
         eprintln!(
@@ -227,6 +216,7 @@ pub fn fold_in(splits: &mut Splits, extra: Vec<Example>) -> FoldedIn {
     let held_out: std::collections::HashSet<&str> = splits
         .val
         .iter()
+        .chain(&splits.calibration)
         .chain(&splits.test)
         .map(|e| e.text.as_str())
         .collect();
@@ -284,6 +274,7 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     let labels = data::label_names(&splits.train)
         .with_context(|| format!("training data from {}", settings.data.train.display()))?;
     check_labels_known(&labels, &splits.val, "validation")?;
+    check_labels_known(&labels, &splits.calibration, "calibration")?;
     check_labels_known(&labels, &splits.test, "test")?;
     let device = Device::Cpu;
     let (encoder, config, initial) = prepare_model(settings, &labels, &splits.train, &device)?;
@@ -342,6 +333,7 @@ fn pretraining_texts(settings: &TrainSettings, splits: &Splits) -> anyhow::Resul
         .train
         .iter()
         .chain(&splits.val)
+        .chain(&splits.calibration)
         .chain(&splits.test)
         .map(|e| e.text.as_str())
         .collect();
@@ -854,6 +846,7 @@ mod tests {
         let mut splits = Splits {
             train: vec![example("a", "pos"), example("b", "neg")],
             val: vec![example("v", "pos")],
+            calibration: vec![example("c", "pos")],
             test: vec![example("t", "neg")],
         };
         let outcome = fold_in(
@@ -864,6 +857,7 @@ mod tests {
                 example("new", "pos"),
                 example("new", "pos"),
                 example("v", "neg"),
+                example("c", "neg"),
                 example("t", "pos"),
             ],
         );
@@ -872,7 +866,7 @@ mod tests {
             FoldedIn {
                 added: 1,
                 relabelled: 1,
-                held_out: 2
+                held_out: 3
             }
         );
         let train: Vec<(&str, &str)> = splits
