@@ -14,7 +14,8 @@ use crate::rng::SeededRng;
 /// - Groups are stratified by label (a group's label is that of its first
 ///   example): each class is divided in the requested proportions, rounded,
 ///   and every class of three or more examples gets at least one example in
-///   each split whose fraction is above zero, as far as its duplicate groups
+///   each split whose fraction is above zero, as far as its size (calibration
+///   gives way first) and its duplicate groups
 ///   allow. Rounding never takes a class's last training example.
 /// - The same seed always gives the same splits; each split is shuffled.
 ///
@@ -129,10 +130,12 @@ impl ClassTargets {
             share(fractions.test),
         ];
         // Rounding up can eat the whole class; train must keep one example.
-        // Take from the largest held-out share, the first of equals.
+        // Take from the largest held-out share; of equals, calibration gives
+        // first, then validation, so a tiny class keeps its test example.
+        const GIVES_FIRST: [usize; 3] = [1, 2, 0];
         while size > 0 && held_out.iter().sum::<usize>() >= size {
             let largest = (0..held_out.len())
-                .max_by_key(|&i| (held_out[i], Reverse(i)))
+                .max_by_key(|&i| (held_out[i], GIVES_FIRST[i]))
                 .unwrap_or(0);
             held_out[largest] -= 1;
         }
