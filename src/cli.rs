@@ -11,6 +11,7 @@ use crate::data::{self, FieldNames, SplitFractions};
 use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
 use crate::store::{redact, Store};
 use crate::train::{self, DataSource, ModelSettings, Optimisation, Selection, TrainSettings};
+use crate::uncertainty::calibration::{self, AbstentionPolicy};
 use crate::uncertainty::{self, evaluate, McSummary};
 
 /// Text classification that knows when it does not know.
@@ -47,7 +48,10 @@ pub enum Command {
     /// Evaluate a model on labelled data: deterministic, temperature-scaled and MC dropout,
     /// with calibration, selective prediction and out-of-distribution detection.
     Eval(EvalArgs),
-    /// Write the train/validation/test split `candor train` makes of a file (same seed, same split).
+    /// Score a model's calibration split again and rewrite its calibration.json
+    /// (conformal sets, abstention thresholds and the default abstention policy).
+    Calibrate(CalibrateArgs),
+    /// Write the train/validation/calibration/test split `candor train` makes of a file (same seed, same split).
     Split(SplitArgs),
     /// Classify texts given on the command line (or one per line on stdin with `-`).
     Predict(PredictArgs),
@@ -372,15 +376,74 @@ pub struct TrainArgs {
     /// MC-dropout samples for the metrics written beside the model (0 to skip).
     #[arg(long, default_value_t = 30)]
     pub mc_samples: usize,
+    #[command(flatten)]
+    pub abstain: AbstainArgs,
     /// Log lines instead of a progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// A default abstention policy to store with a model (in calibration.json).
+#[derive(Debug, Args)]
+pub struct AbstainArgs {
+    /// Score of the default abstention policy: max_probability,
+    /// predictive_entropy, mutual_information or margin. Needs
+    /// --abstain-coverage or --abstain-threshold.
+    #[arg(long)]
+    pub abstain_on: Option<uncertainty::selective::Score>,
+    /// Abstain on the least confident (1 − C) share of predictions, as
+    /// measured on the calibration split, e.g. 0.9.
+    #[arg(long)]
+    pub abstain_coverage: Option<f64>,
+    /// Abstain when the score is beyond this value (above it for entropy and
+    /// mutual information, below it for max probability and margin).
+    #[arg(long)]
+    pub abstain_threshold: Option<f64>,
+}
+
+impl AbstainArgs {
+    /// The policy these options describe, if any.
+    pub fn policy(&self) -> anyhow::Result<Option<AbstentionPolicy>> {
+        match self.abstain_on {
+            Some(score) => Ok(Some(AbstentionPolicy {
+                score,
+                threshold: self.abstain_threshold,
+                coverage: self.abstain_coverage,
+            })),
+            None if self.abstain_coverage.is_some() || self.abstain_threshold.is_some() => {
+                anyhow::bail!("--abstain-coverage and --abstain-threshold need --abstain-on SCORE")
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Options of `candor calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Model directory (its calibration.json is rewritten).
+    #[arg(long, env = "CANDOR_MODEL")]
+    pub model: PathBuf,
+    /// Labelled calibration data the model has never been trained, early-stopped
+    /// or temperature-scaled on (`candor split` writes a model's own calibration split).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+    /// MC-dropout samples T behind the `full` and `head` scores (0: deterministic only).
+    #[arg(long, default_value_t = 30)]
+    pub mc_samples: usize,
+    /// Seed of the dropout masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub abstain: AbstainArgs,
+}
+
 impl TrainArgs {
     /// The library's view of these options.
-    pub fn settings(&self) -> TrainSettings {
-        TrainSettings {
+    pub fn settings(&self) -> anyhow::Result<TrainSettings> {
+        Ok(TrainSettings {
             data: DataSource {
                 train: self.data.clone(),
                 val: self.val.clone(),
@@ -429,9 +492,10 @@ impl TrainArgs {
             pretrain_epochs: self.pretrain_epochs,
             pretrain_data: self.pretrain_data.clone(),
             mc_samples: self.mc_samples,
+            abstention: self.abstain.policy()?,
             quiet: self.quiet,
             command: std::env::args().collect::<Vec<_>>().join(" "),
-        }
+        })
     }
 }
 
@@ -519,7 +583,7 @@ pub struct PredictArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let settings = args.settings();
+            let settings = args.settings()?;
             let outcome = train::train(&settings)?;
             eprintln!(
                 "wrote {} (best epoch {}, temperature {:.3}, {:.0} examples/s)",
@@ -531,6 +595,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => run_eval(&args),
+        Command::Calibrate(args) => run_calibrate(&args),
         Command::Split(args) => run_split(&args),
         Command::Predict(args) => run_predict(&args),
         Command::Serve(args) => run_serve(&args),
@@ -672,6 +737,33 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
             )
         );
     }
+    Ok(())
+}
+
+fn run_calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+    let policy = args.abstain.policy()?;
+    if let Some(policy) = &policy {
+        policy
+            .check()
+            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
+    }
+    let classifier = Classifier::load(&args.model)?;
+    let examples = data::read_examples(&args.data, &args.fields.names())?;
+    let mut fitted = calibration::fit(&classifier, &examples, args.mc_samples, args.seed)
+        .with_context(|| format!("calibrating on {}", args.data.display()))?;
+    fitted.abstention = policy;
+    fitted.save(&args.model)?;
+    let at_alpha = fitted
+        .deterministic
+        .conformal_threshold(0.1)
+        .unwrap_or(f64::INFINITY);
+    eprintln!(
+        "wrote {} ({} examples, T = {}; at alpha 0.1 a label is in the set when its probability is at least {:.4})",
+        args.model.join(calibration::CALIBRATION_FILE).display(),
+        fitted.examples,
+        fitted.mc_samples,
+        1.0 - at_alpha
+    );
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::model::{self, Classifier};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
 };
+use crate::uncertainty::calibration::{self, ConformalRow};
 use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
 
 /// The contents of `metrics.json`.
@@ -40,6 +41,10 @@ pub struct TrainingMetrics {
     pub val: EvalReport,
     /// Metrics on the held-out test split.
     pub test: EvalReport,
+    /// Conformal sets on the test split, calibrated on the calibration split
+    /// (empty without one).
+    #[serde(default)]
+    pub conformal: Vec<ConformalRow>,
     /// The command that trained the model.
     pub command: String,
 }
@@ -88,6 +93,26 @@ pub fn finish(
     let texts: Vec<String> = held_out.iter().map(|e| e.text.clone()).collect();
     let held_out_outputs = predict_all(&classifier, &texts, mc, EVAL_SEED)?;
     let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
+    let mut conformal = Vec::new();
+    if !splits.calibration.is_empty() {
+        let mut fitted = calibration::fit(&classifier, &splits.calibration, mc, EVAL_SEED)?;
+        fitted.abstention = settings.abstention.clone();
+        fitted.save(dir)?;
+        conformal.extend(calibration::conformal_rows(
+            "temperature-scaled",
+            &fitted.deterministic,
+            &held_out_outputs.calibrated,
+            &held_out_targets,
+        ));
+        if let (Some(scores), Some(p)) = (&fitted.full, &held_out_outputs.mc_dropout) {
+            conformal.extend(calibration::conformal_rows(
+                "MC full",
+                scores,
+                p,
+                &held_out_targets,
+            ));
+        }
+    }
     let metrics = TrainingMetrics {
         labels: classifier.labels.clone(),
         examples: SplitSizes {
@@ -104,6 +129,7 @@ pub fn finish(
         train,
         val,
         test,
+        conformal,
         command: settings.command.clone(),
     };
     let path = dir.join("metrics.json");
@@ -218,6 +244,21 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
                 r.nll,
                 r.brier,
                 r.ece
+            );
+        }
+    }
+    if !m.conformal.is_empty() {
+        let _ = writeln!(s, "\nConformal prediction sets on the test split, calibrated on the {} calibration examples (`calibration.json`):\n", m.examples.calibration);
+        let _ = writeln!(s, "| predictor | alpha | coverage | mean set size | single-label sets |\n|---|---|---|---|---|");
+        for r in &m.conformal {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.2}% | {:.3} | {:.1}% |",
+                r.predictor,
+                r.alpha,
+                r.coverage * 100.0,
+                r.mean_set_size,
+                r.singletons * 100.0
             );
         }
     }

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::charts::EpochPoint;
 use crate::data::{self, Example, FieldNames, SplitFractions, Splits};
+use crate::uncertainty::calibration::AbstentionPolicy;
 use crate::model::{
     self, ArchitectureSizes, BertClassifier, BertConfig, DropoutMode, DropoutRates, Kernels,
     TextEncoder, TokenBatch,
@@ -134,8 +135,11 @@ pub struct TrainSettings {
     /// (labels ignored). Texts that also occur in the validation or test split
     /// are left out, so pre-training never sees held-out text.
     pub pretrain_data: Vec<PathBuf>,
-    /// MC-dropout samples used for the metrics written beside the model.
+    /// MC-dropout samples used for the metrics written beside the model
+    /// (and for the MC scores in `calibration.json`).
     pub mc_samples: usize,
+    /// The default abstention policy stored with the model.
+    pub abstention: Option<AbstentionPolicy>,
     /// Logs instead of a progress bar.
     pub quiet: bool,
     /// The command line, recorded in the model card.
@@ -270,7 +274,15 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
         bail!("--pretrain-data needs --pretrain-epochs above 0");
     }
+    if let Some(policy) = &settings.abstention {
+        policy
+            .check()
+            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
+    }
     let splits = load_splits(&settings.data, opt.seed)?;
+    if settings.abstention.is_some() && splits.calibration.is_empty() {
+        bail!("an abstention policy needs a calibration split: give a --calibration-fraction above 0 or a --calibration file");
+    }
     let labels = data::label_names(&splits.train)
         .with_context(|| format!("training data from {}", settings.data.train.display()))?;
     check_labels_known(&labels, &splits.val, "validation")?;

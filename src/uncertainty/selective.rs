@@ -105,6 +105,22 @@ impl Score {
     }
 }
 
+impl std::str::FromStr for Score {
+    type Err = String;
+
+    /// Parses a [`Score::name`].
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Score::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown score '{name}'; expected one of max_probability, predictive_entropy, mutual_information, margin"
+                )
+            })
+    }
+}
+
 /// The risk–coverage curve: examples sorted by uncertainty, most confident
 /// first, and for each number `k` kept the point `(k / n, errors among the k / k)`.
 ///

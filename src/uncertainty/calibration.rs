@@ -1,0 +1,502 @@
+//! What a model knows about its own scores: `calibration.json` beside the
+//! model, fitted on the calibration split (never the one the temperature was
+//! fitted on), and the two decision tools built on it.
+//!
+//! - **Conformal prediction sets.** The nonconformity `1 − p(true label)` of
+//!   every calibration example is stored per predictor (the deterministic
+//!   model with its temperature, MC dropout in `full` and in `head` mode), so
+//!   a request may ask for any `alpha`; see [`super::conformal`] for the
+//!   guarantee. A set is only guaranteed for the predictor it was calibrated
+//!   on, which is why each has its own scores.
+//! - **Abstention.** "Abstain when predictive entropy exceeds 0.5", or "when
+//!   it is among the 10% most uncertain of the calibration split": a
+//!   [`AbstentionPolicy`] names a [`Score`] and either a threshold or a target
+//!   coverage, which the stored calibration scores turn into a threshold.
+//!
+//! The file also carries the model's default policy, if it has one.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::conformal::{conformal_threshold, coverage_and_size, nonconformity, prediction_set};
+use super::evaluate::{targets, EvalError, MC_BUDGET};
+use super::selective::{smallest_count_reaching, Score};
+use super::{sample_probabilities, summarize, McSummary, SamplingMode};
+use crate::data::Example;
+use crate::model::{softmax, Classifier};
+
+/// Name of the file inside a model directory.
+pub const CALIBRATION_FILE: &str = "calibration.json";
+
+/// The contents of `calibration.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Calibration examples scored.
+    pub examples: usize,
+    /// MC-dropout samples T behind the `full` and `head` scores.
+    pub mc_samples: usize,
+    /// Seed of their dropout masks.
+    pub seed: u64,
+    /// The deterministic model with its fitted temperature (what `/v1/classify` returns).
+    pub deterministic: CalibrationScores,
+    /// MC dropout at every site (`mode: full`); absent when T was 0.
+    #[serde(default)]
+    pub full: Option<CalibrationScores>,
+    /// MC dropout on the classifier input only (`mode: head`); absent when T was 0.
+    #[serde(default)]
+    pub head: Option<CalibrationScores>,
+    /// The policy applied when a request names none.
+    #[serde(default)]
+    pub abstention: Option<AbstentionPolicy>,
+}
+
+/// One predictor's scores on the calibration split, each sorted ascending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationScores {
+    /// `1 − p(true label)`, the conformal nonconformity.
+    pub nonconformity: Vec<f64>,
+    /// Probability of the predicted label.
+    pub max_probability: Vec<f64>,
+    /// Entropy of the (mean) distribution, nats.
+    pub predictive_entropy: Vec<f64>,
+    /// BALD mutual information, nats (all 0 for the deterministic model).
+    pub mutual_information: Vec<f64>,
+    /// Best minus second-best probability.
+    pub margin: Vec<f64>,
+}
+
+impl CalibrationScores {
+    /// Scores of summarised predictions against their true labels.
+    pub fn new(summaries: &[McSummary], targets: &[usize]) -> Self {
+        let sorted = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values
+        };
+        let of = |score: Score| sorted(summaries.iter().map(|s| score.value(s)).collect());
+        Self {
+            nonconformity: sorted(
+                summaries
+                    .iter()
+                    .zip(targets)
+                    .map(|(s, &t)| nonconformity(&s.mean, t))
+                    .collect(),
+            ),
+            max_probability: of(Score::MaxProbability),
+            predictive_entropy: of(Score::PredictiveEntropy),
+            mutual_information: of(Score::MutualInformation),
+            margin: of(Score::Margin),
+        }
+    }
+
+    /// Scores of single probability vectors (a deterministic model).
+    pub fn deterministic(probabilities: &[Vec<f32>], targets: &[usize]) -> Self {
+        let summaries: Vec<McSummary> = probabilities
+            .iter()
+            .map(|p| summarize(std::slice::from_ref(p)))
+            .collect();
+        Self::new(&summaries, targets)
+    }
+
+    /// The stored values of one score.
+    pub fn values(&self, score: Score) -> &[f64] {
+        match score {
+            Score::MaxProbability => &self.max_probability,
+            Score::PredictiveEntropy => &self.predictive_entropy,
+            Score::MutualInformation => &self.mutual_information,
+            Score::Margin => &self.margin,
+        }
+    }
+
+    /// The conformal threshold at miscoverage `alpha` (see [`conformal_threshold`]).
+    pub fn conformal_threshold(&self, alpha: f64) -> Option<f64> {
+        conformal_threshold(&self.nonconformity, alpha)
+    }
+
+    /// The threshold on `score` that keeps (does not abstain on) the
+    /// `coverage` share of the calibration examples, the most confident
+    /// ones: the smallest share at least `coverage` that ties allow.
+    ///
+    /// `None` when `coverage` is not in (0, 1] or there are no scores.
+    pub fn threshold_for_coverage(&self, score: Score, coverage: f64) -> Option<f64> {
+        if coverage.is_nan() || coverage <= 0.0 || coverage > 1.0 {
+            return None;
+        }
+        let mut uncertainty: Vec<f64> = self
+            .values(score)
+            .iter()
+            .map(|&v| score.as_uncertainty(v))
+            .collect();
+        uncertainty.sort_by(f64::total_cmp);
+        let keep = smallest_count_reaching(coverage, uncertainty.len());
+        let last_kept = uncertainty.get(keep.checked_sub(1)?)?;
+        // as_uncertainty is a negation or the identity: its own inverse.
+        Some(score.as_uncertainty(*last_kept))
+    }
+}
+
+impl Calibration {
+    /// The scores of the predictor a request uses: `None` for the
+    /// deterministic model, else the MC mode.
+    pub fn scores(&self, mode: Option<SamplingMode>) -> Option<&CalibrationScores> {
+        match mode {
+            None => Some(&self.deterministic),
+            Some(SamplingMode::Full) => self.full.as_ref(),
+            Some(SamplingMode::Head) => self.head.as_ref(),
+        }
+    }
+
+    /// Reads `calibration.json` from a model directory; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<Self>, CalibrationError> {
+        let path = dir.join(CALIBRATION_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CalibrationError::Read(path.display().to_string(), e)),
+        };
+        let calibration: Self = serde_json::from_str(&text)
+            .map_err(|e| CalibrationError::Parse(path.display().to_string(), e))?;
+        if let Some(policy) = &calibration.abstention {
+            policy
+                .check()
+                .map_err(|e| CalibrationError::Policy(path.display().to_string(), e))?;
+        }
+        Ok(Some(calibration))
+    }
+
+    /// Writes `calibration.json` into a model directory.
+    pub fn save(&self, dir: &Path) -> Result<(), CalibrationError> {
+        let path = dir.join(CALIBRATION_FILE);
+        let text = serde_json::to_string(self).expect("calibration serialises") + "\n";
+        std::fs::write(&path, text).map_err(|e| CalibrationError::Read(path.display().to_string(), e))
+    }
+}
+
+/// Rows per deterministic forward pass while calibrating.
+const BATCH: usize = 64;
+
+/// Scores the calibration examples with every predictor: the deterministic
+/// model with its temperature and, when `mc_samples` > 0, MC dropout in both
+/// modes with masks from `seed`. The default policy is left to the caller.
+pub fn fit(
+    classifier: &Classifier,
+    examples: &[Example],
+    mc_samples: usize,
+    seed: u64,
+) -> Result<Calibration, EvalError> {
+    let y = targets(classifier, examples)?;
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    let rows = classifier.encoder.encode_all(&texts)?;
+    let temperature = classifier.config.candor.temperature;
+    let probabilities: Vec<Vec<f32>> = classifier
+        .logits_for_all(&rows, BATCH)?
+        .iter()
+        .map(|l| softmax(l, temperature))
+        .collect();
+    let sampled = |mode| -> Result<Option<CalibrationScores>, EvalError> {
+        if mc_samples == 0 {
+            return Ok(None);
+        }
+        let samples = sample_probabilities(classifier, &rows, mc_samples, seed, MC_BUDGET, mode)?;
+        let summaries: Vec<McSummary> = samples.iter().map(|s| summarize(s)).collect();
+        Ok(Some(CalibrationScores::new(&summaries, &y)))
+    };
+    Ok(Calibration {
+        examples: examples.len(),
+        mc_samples,
+        seed,
+        deterministic: CalibrationScores::deterministic(&probabilities, &y),
+        full: sampled(SamplingMode::Full)?,
+        head: sampled(SamplingMode::Head)?,
+        abstention: None,
+    })
+}
+
+/// The miscoverage levels reported for conformal sets.
+pub const REPORTED_ALPHAS: [f64; 3] = [0.05, 0.1, 0.2];
+
+/// How conformal sets at one alpha did on labelled examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConformalRow {
+    /// The predictor: `temperature-scaled`, `MC full` or `MC head`.
+    pub predictor: String,
+    /// Miscoverage asked for; the guarantee is coverage ≥ 1 − alpha.
+    pub alpha: f64,
+    /// The nonconformity threshold from the calibration split.
+    pub threshold: f64,
+    /// Share of examples whose set holds the true label.
+    pub coverage: f64,
+    /// Mean number of labels per set.
+    pub mean_set_size: f64,
+    /// Share of sets with exactly one label.
+    pub singletons: f64,
+}
+
+/// Conformal sets of `probabilities` at each reported alpha, measured against `targets`.
+pub fn conformal_rows(
+    predictor: &str,
+    scores: &CalibrationScores,
+    probabilities: &[Vec<f32>],
+    targets: &[usize],
+) -> Vec<ConformalRow> {
+    REPORTED_ALPHAS
+        .iter()
+        .filter_map(|&alpha| {
+            let threshold = scores.conformal_threshold(alpha)?;
+            let sets: Vec<Vec<usize>> = probabilities
+                .iter()
+                .map(|p| prediction_set(p, threshold))
+                .collect();
+            let (coverage, mean_set_size) = coverage_and_size(&sets, targets);
+            let singletons = if sets.is_empty() {
+                0.0
+            } else {
+                sets.iter().filter(|s| s.len() == 1).count() as f64 / sets.len() as f64
+            };
+            Some(ConformalRow {
+                predictor: predictor.to_string(),
+                alpha,
+                threshold,
+                coverage,
+                mean_set_size,
+                singletons,
+            })
+        })
+        .collect()
+}
+
+/// Why `calibration.json` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    /// The file could not be read or written.
+    #[error("{0}: {1}")]
+    Read(String, std::io::Error),
+    /// The file is not valid calibration JSON.
+    #[error("{0}: {1}")]
+    Parse(String, serde_json::Error),
+    /// Its default abstention policy is invalid.
+    #[error("{0}: abstention policy: {1}")]
+    Policy(String, String),
+}
+
+/// When to abstain: a score and either a threshold on it or a target
+/// coverage on the calibration split (exactly one of the two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbstentionPolicy {
+    /// `max_probability`, `predictive_entropy`, `mutual_information` or `margin`.
+    #[schema(value_type = String, example = "predictive_entropy")]
+    pub score: Score,
+    /// Abstain when the score is beyond this value: above it for entropy and
+    /// mutual information, below it for max probability and margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Abstain on the least confident `1 − coverage` share, as measured on
+    /// the calibration split, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+}
+
+impl AbstentionPolicy {
+    /// Checks that exactly one of threshold and coverage is given and valid.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.threshold, self.coverage) {
+            (Some(t), None) if t.is_finite() => Ok(()),
+            (Some(t), None) => Err(format!("threshold must be a finite number, got {t}")),
+            (None, Some(c)) if c > 0.0 && c <= 1.0 => Ok(()),
+            (None, Some(c)) => Err(format!("coverage must be in (0, 1], got {c}")),
+            (None, None) => Err("give a threshold or a coverage".into()),
+            (Some(_), Some(_)) => Err("give a threshold or a coverage, not both".into()),
+        }
+    }
+
+    /// The concrete rule: the threshold as given, or the one that reaches
+    /// the coverage on `scores` (which a coverage policy needs).
+    pub fn resolve(&self, scores: Option<&CalibrationScores>) -> Result<AbstentionRule, String> {
+        self.check()?;
+        let (threshold, coverage) = match (self.threshold, self.coverage) {
+            (Some(t), _) => (t, None),
+            (None, Some(c)) => {
+                let scores = scores.ok_or("a coverage needs calibration scores for this predictor; give a threshold instead or recalibrate with `candor calibrate`")?;
+                let t = scores
+                    .threshold_for_coverage(self.score, c)
+                    .ok_or("the calibration split has no scores")?;
+                (t, Some(c))
+            }
+            (None, None) => unreachable!("checked above"),
+        };
+        Ok(AbstentionRule {
+            score: self.score,
+            threshold,
+            coverage,
+        })
+    }
+}
+
+/// A resolved abstention rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AbstentionRule {
+    /// The score compared.
+    #[schema(value_type = String, example = "predictive_entropy")]
+    pub score: Score,
+    /// The threshold; a value exactly at it is answered, not abstained on.
+    pub threshold: f64,
+    /// The calibration coverage the threshold was chosen for, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+}
+
+impl AbstentionRule {
+    /// Why to abstain on this prediction, or `None` to answer it.
+    pub fn reason(&self, summary: &McSummary) -> Option<String> {
+        let value = self.score.value(summary);
+        // NaN reads as the most uncertain, as everywhere in this module.
+        let uncertainty = if value.is_nan() {
+            f64::INFINITY
+        } else {
+            self.score.as_uncertainty(value)
+        };
+        if uncertainty <= self.score.as_uncertainty(self.threshold) {
+            return None;
+        }
+        let side = if self.score.higher_is_more_uncertain() {
+            "above"
+        } else {
+            "below"
+        };
+        let origin = match self.coverage {
+            Some(c) => format!(
+                ", the threshold for {}% coverage on the calibration split",
+                c * 100.0
+            ),
+            None => String::new(),
+        };
+        Some(format!(
+            "{} {value:.4} is {side} {:.4}{origin}",
+            self.score.name(),
+            self.threshold
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(p: &[f32]) -> McSummary {
+        summarize(&[p.to_vec()])
+    }
+
+    fn scores_of(probabilities: &[[f32; 2]], targets: &[usize]) -> CalibrationScores {
+        let p: Vec<Vec<f32>> = probabilities.iter().map(|p| p.to_vec()).collect();
+        CalibrationScores::deterministic(&p, targets)
+    }
+
+    #[test]
+    fn calibration_scores_are_sorted_and_nonconformity_uses_the_true_label() {
+        let s = scores_of(&[[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], &[0, 0, 1]);
+        assert_eq!(s.max_probability, [0.6000000238418579, 0.699999988079071, 0.8999999761581421]);
+        let rounded: Vec<f64> = s.nonconformity.iter().map(|v| (v * 1e6).round() / 1e6).collect();
+        assert_eq!(rounded, [0.1, 0.6, 0.7]);
+        assert!(s.mutual_information.iter().all(|&mi| mi == 0.0));
+    }
+
+    #[test]
+    fn a_coverage_threshold_keeps_that_share_of_the_most_confident_calibration_examples() {
+        let probabilities: Vec<[f32; 2]> = (0..10).map(|i| [0.5 + i as f32 * 0.05, 0.5 - i as f32 * 0.05]).collect();
+        let s = scores_of(&probabilities, &[0; 10]);
+        // Max probabilities 0.50, 0.55, …, 0.95: keeping 80% keeps the top 8, down to 0.60.
+        let t = s
+            .threshold_for_coverage(Score::MaxProbability, 0.8)
+            .expect("valid");
+        assert!((t - 0.6).abs() < 1e-6, "{t}");
+        // Entropy rises as max probability falls: the same 8 are kept.
+        let t = s
+            .threshold_for_coverage(Score::PredictiveEntropy, 0.8)
+            .expect("valid");
+        let kept = s.predictive_entropy.iter().filter(|&&e| e <= t).count();
+        assert_eq!(kept, 8);
+        assert_eq!(s.threshold_for_coverage(Score::Margin, 0.0), None);
+        assert_eq!(s.threshold_for_coverage(Score::Margin, 1.5), None);
+        let all = s.threshold_for_coverage(Score::MaxProbability, 1.0).expect("valid");
+        assert!((all - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_abstention_rule_answers_at_its_threshold_and_abstains_just_beyond_it() {
+        let rule = AbstentionRule {
+            score: Score::MaxProbability,
+            threshold: 0.75,
+            coverage: None,
+        };
+        assert_eq!(rule.reason(&summary(&[0.75, 0.25])), None);
+        assert_eq!(rule.reason(&summary(&[0.8, 0.2])), None);
+        let reason = rule.reason(&summary(&[0.7, 0.3])).expect("below the threshold");
+        assert!(reason.starts_with("max_probability 0.7000 is below 0.7500"), "{reason}");
+
+        let entropy_of = |p: f32| summary(&[p, 1.0 - p]).predictive_entropy;
+        let rule = AbstentionRule {
+            score: Score::PredictiveEntropy,
+            threshold: entropy_of(0.8),
+            coverage: Some(0.9),
+        };
+        assert_eq!(rule.reason(&summary(&[0.8, 0.2])), None);
+        assert_eq!(rule.reason(&summary(&[0.9, 0.1])), None);
+        let reason = rule.reason(&summary(&[0.6, 0.4])).expect("above the threshold");
+        assert!(reason.contains("is above") && reason.contains("90% coverage"), "{reason}");
+    }
+
+    #[test]
+    fn a_nan_score_is_abstained_on() {
+        let rule = AbstentionRule {
+            score: Score::MaxProbability,
+            threshold: 0.1,
+            coverage: None,
+        };
+        assert!(rule.reason(&summary(&[f32::NAN, f32::NAN])).is_some());
+    }
+
+    #[test]
+    fn a_policy_needs_exactly_one_of_threshold_and_coverage() {
+        let policy = |threshold, coverage| AbstentionPolicy {
+            score: Score::PredictiveEntropy,
+            threshold,
+            coverage,
+        };
+        assert!(policy(Some(0.5), None).check().is_ok());
+        assert!(policy(None, Some(0.9)).check().is_ok());
+        assert!(policy(None, None).check().is_err());
+        assert!(policy(Some(0.5), Some(0.9)).check().is_err());
+        assert!(policy(None, Some(0.0)).check().is_err());
+        assert!(policy(Some(f64::NAN), None).check().is_err());
+        let coverage = policy(None, Some(0.9));
+        assert!(coverage.resolve(None).is_err(), "a coverage needs scores");
+        let s = scores_of(&[[0.9, 0.1], [0.6, 0.4]], &[0, 0]);
+        let rule = coverage.resolve(Some(&s)).expect("resolves");
+        assert_eq!(rule.coverage, Some(0.9));
+        assert_eq!(rule.threshold, s.predictive_entropy[1]);
+    }
+
+    #[test]
+    fn calibration_round_trips_through_its_file_and_a_missing_file_is_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(Calibration::load(dir.path()).expect("no file").is_none());
+        let calibration = Calibration {
+            examples: 2,
+            mc_samples: 0,
+            seed: 0,
+            deterministic: scores_of(&[[0.9, 0.1], [0.6, 0.4]], &[0, 1]),
+            full: None,
+            head: None,
+            abstention: Some(AbstentionPolicy {
+                score: Score::Margin,
+                threshold: None,
+                coverage: Some(0.8),
+            }),
+        };
+        calibration.save(dir.path()).expect("writes");
+        let again = Calibration::load(dir.path()).expect("reads").expect("present");
+        assert_eq!(again, calibration);
+        assert!(again.scores(Some(SamplingMode::Full)).is_none());
+    }
+}
