@@ -395,6 +395,7 @@ async fn db_migrate_is_repeatable_and_feedback_export_writes_corrections_as_json
         sampled: None,
         latency_ms: 1.0,
         request_id: None,
+        abstained: None,
     };
     let rows = [prediction(Some("a \"quoted\" film")), prediction(None)];
     store.insert_predictions(model, &rows).await.unwrap();

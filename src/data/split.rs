@@ -224,8 +224,8 @@ mod tests {
             &splits.calibration,
             &splits.test,
         ]
-            .into_iter()
-            .enumerate()
+        .into_iter()
+        .enumerate()
         {
             for example in examples {
                 seen.entry(example.text.as_str()).or_default().insert(part);

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::uncertainty::calibration::{AbstentionPolicy, AbstentionRule};
 use crate::uncertainty::SamplingMode;
 
 /// One text or a list of texts.
@@ -47,6 +48,27 @@ pub struct ClassifyRequest {
     /// Cut over-long texts to the model's maximum length (default true); false rejects them.
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// Return a conformal `prediction_set` holding the true label with
+    /// probability at least 1 − alpha, e.g. 0.1 (needs the model's calibration.json).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Abstention: `true` for the model's default policy (used when absent,
+    /// if the model has one), `false` for none, or a policy.
+    #[serde(default)]
+    pub abstain: Option<AbstainOption>,
+}
+
+/// The `abstain` field of a request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(
+    untagged,
+    expecting = "\"abstain\" must be true, false or a policy like {\"score\": \"predictive_entropy\", \"coverage\": 0.9}"
+)]
+pub enum AbstainOption {
+    /// `true`: the model's default policy; `false`: never abstain.
+    Default(bool),
+    /// A policy for this request.
+    Policy(AbstentionPolicy),
 }
 
 /// `POST /v1/classify/uncertainty`.
@@ -70,6 +92,38 @@ pub struct UncertaintyRequest {
     #[serde(default)]
     #[schema(value_type = String, example = "full")]
     pub mode: SamplingMode,
+    /// Return a conformal `prediction_set` at this miscoverage, calibrated for this mode.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Abstention: `true` for the model's default policy (used when absent,
+    /// if the model has one), `false` for none, or a policy.
+    #[serde(default)]
+    pub abstain: Option<AbstainOption>,
+}
+
+/// What the decision tools say about one prediction.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct Decision {
+    /// Labels of the conformal set, most probable first (when `alpha` was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_set: Option<Vec<String>>,
+    /// Whether to withhold this answer (when an abstention policy applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstain: Option<bool>,
+    /// Why, when abstaining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstain_reason: Option<String>,
+}
+
+/// The decision rules a response applied.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct DecisionRules {
+    /// The miscoverage of the prediction sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// The abstention rule applied (a coverage policy resolved to its threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstention: Option<AbstentionRule>,
 }
 
 fn yes() -> bool {
@@ -96,6 +150,9 @@ pub struct Prediction {
     pub score: f32,
     /// Labels with probabilities, high to low.
     pub scores: Vec<LabelScore>,
+    /// Prediction set and abstention, when asked for.
+    #[serde(flatten)]
+    pub decision: Decision,
 }
 
 /// `POST /v1/classify` answer.
@@ -103,6 +160,9 @@ pub struct Prediction {
 pub struct ClassifyResponse {
     /// Name of the model that answered.
     pub model: String,
+    /// The decision rules applied, if any.
+    #[serde(flatten)]
+    pub rules: DecisionRules,
     /// One prediction per input, in input order.
     pub predictions: Vec<Prediction>,
 }
@@ -143,6 +203,9 @@ pub struct UncertainPrediction {
     pub samples: usize,
     /// Seed used.
     pub seed: u64,
+    /// Prediction set and abstention, when asked for.
+    #[serde(flatten)]
+    pub decision: Decision,
 }
 
 /// `POST /v1/classify/uncertainty` answer.
@@ -157,6 +220,9 @@ pub struct UncertaintyResponse {
     /// Where dropout was applied (`full` or `head`).
     #[schema(value_type = String, example = "full")]
     pub mode: SamplingMode,
+    /// The decision rules applied, if any.
+    #[serde(flatten)]
+    pub rules: DecisionRules,
     /// One per input, in input order.
     pub predictions: Vec<UncertainPrediction>,
 }

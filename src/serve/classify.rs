@@ -9,6 +9,7 @@ use super::api::{
     ClassifyRequest, ClassifyResponse, LabelMoments, LabelScore, Prediction, UncertainPrediction,
     UncertaintyRequest, UncertaintyResponse,
 };
+use super::decide::Decider;
 use super::engine::{Output, Work};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
@@ -79,13 +80,36 @@ pub async fn classify(
     } else {
         state.classifier.config.candor.temperature
     };
+    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), None)?;
     let logits = logits_for(&state, texts.clone(), req.truncate).await?;
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
-    let ids = log_deterministic(&state, &context, "classify", &texts, &probabilities);
+    // Sets and abstention use what they were calibrated on: the calibrated
+    // softmax, whatever `raw_scores` shows.
+    let calibrated: Vec<Vec<f32>> = if req.raw_scores {
+        let t = state.classifier.config.candor.temperature;
+        logits.iter().map(|l| softmax(l, t)).collect()
+    } else {
+        probabilities.clone()
+    };
+    let summaries: Vec<McSummary> = calibrated
+        .iter()
+        .map(|p| summarize(std::slice::from_ref(p)))
+        .collect();
+    let abstained = decider.abstained(&summaries);
+    let ids = log_deterministic(
+        &state,
+        &context,
+        "classify",
+        &texts,
+        &probabilities,
+        &abstained,
+    );
     let predictions = probabilities
         .iter()
+        .zip(&calibrated)
+        .zip(&summaries)
         .zip(ids)
-        .map(|(p, id)| {
+        .map(|(((p, c), s), id)| {
             let mut scores = ranked(labels, p);
             scores.truncate(k);
             Prediction {
@@ -93,11 +117,13 @@ pub async fn classify(
                 label: scores[0].label.clone(),
                 score: scores[0].score,
                 scores,
+                decision: decider.decide(labels, c, s),
             }
         })
         .collect();
     Ok(Json(ClassifyResponse {
         model: state.info.name.clone(),
+        rules: decider.rules(),
         predictions,
     }))
 }
@@ -127,6 +153,7 @@ pub async fn uncertainty(
     span.record("samples", samples);
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
+    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(req.mode))?;
     let per_input = within_deadline(&state, async {
         let rows = tokenize(&state, texts.clone(), req.truncate).await?;
         match compute(
@@ -149,26 +176,34 @@ pub async fn uncertainty(
     })
     .await?;
     let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
+    let abstained = decider.abstained(&summaries);
     let answered: Vec<Answered> = texts
         .iter()
         .zip(&summaries)
-        .map(|(text, s)| Answered {
+        .zip(&abstained)
+        .map(|((text, s), &abstained)| Answered {
             text,
             probabilities: &s.mean,
             sampled: Some((s, req.mode, seed)),
+            abstained,
         })
         .collect();
     let ids = log_predictions(&state, &context, "uncertainty", &answered);
     let predictions = summaries
         .iter()
         .zip(ids)
-        .map(|(s, id)| uncertain_prediction(id.to_string(), labels, s, k, seed))
+        .map(|(s, id)| {
+            let mut p = uncertain_prediction(id.to_string(), labels, s, k, seed);
+            p.decision = decider.decide(labels, &s.mean, s);
+            p
+        })
         .collect();
     Ok(Json(UncertaintyResponse {
         model: state.info.name.clone(),
         samples,
         seed,
         mode: req.mode,
+        rules: decider.rules(),
         predictions,
     }))
 }
@@ -203,6 +238,7 @@ fn uncertain_prediction(
         margin: s.margin,
         samples: s.samples,
         seed,
+        decision: Default::default(),
     }
 }
 

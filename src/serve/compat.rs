@@ -34,7 +34,7 @@ pub async fn predict(
     let texts = req.inputs.into_texts();
     let logits = logits_for(&state, texts.clone(), req.truncate).await?;
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
-    let ids = log_deterministic(&state, &context, "predict", &texts, &probabilities);
+    let ids = log_deterministic(&state, &context, "predict", &texts, &probabilities, &[]);
     let mut all: Vec<Vec<LabelScore>> = probabilities
         .iter()
         .map(|p| ranked(&state.classifier.labels, p))
@@ -88,7 +88,7 @@ pub async fn inference_api(
     let logits = logits_for(&state, texts.clone(), true).await?;
     // What is logged is the calibrated prediction, whatever function the caller asked for.
     let calibrated: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
-    let ids = log_deterministic(&state, &context, "inference_api", &texts, &calibrated);
+    let ids = log_deterministic(&state, &context, "inference_api", &texts, &calibrated, &[]);
     let body: Vec<Vec<LabelScore>> = logits
         .iter()
         .map(|l| {

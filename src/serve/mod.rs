@@ -14,6 +14,7 @@
 pub mod api;
 pub mod classify;
 pub mod compat;
+pub mod decide;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -44,6 +45,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::model::Classifier;
 use crate::store::log::{LogSettings, LogWriter, PredictionLog};
 use crate::store::{redact, ModelRecord, Store};
+use crate::uncertainty::calibration::Calibration;
 use api::ModelInfo;
 use engine::{BatchSettings, Engine};
 use error::ApiError;
@@ -117,6 +119,8 @@ pub struct AppState {
     pub log: Option<PredictionLog>,
     /// Whether logged predictions keep their text.
     pub store_text: bool,
+    /// The model's calibration.json, when it has one.
+    pub calibration: Option<Calibration>,
 }
 
 #[derive(OpenApi)]
@@ -160,6 +164,7 @@ pub async fn run(
         .await?
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let classifier = Arc::new(classifier);
+    let calibration = Calibration::load(model_dir)?;
     let metrics = Arc::new(Metrics::new()?);
     let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
     let info = model_info(model_dir, &classifier);
@@ -181,6 +186,7 @@ pub async fn run(
         store: store.clone(),
         log,
         store_text,
+        calibration,
     });
     let app = router(state);
     axum::serve(listener, app)

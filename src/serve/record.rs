@@ -30,6 +30,8 @@ pub struct Answered<'a> {
     pub probabilities: &'a [f32],
     /// The MC summary, its mode and seed, when dropout was sampled.
     pub sampled: Option<(&'a McSummary, SamplingMode, u64)>,
+    /// Whether the answer abstained, when an abstention policy applied.
+    pub abstained: Option<bool>,
 }
 
 /// Ids for a request's predictions; queues their records when a log is kept.
@@ -73,6 +75,7 @@ pub fn log_predictions(
                 }),
                 latency_ms,
                 request_id: Some(context.id.clone()),
+                abstained: a.abstained,
             })
             .collect();
         log.record(records);
@@ -87,14 +90,17 @@ pub fn log_deterministic(
     endpoint: &'static str,
     texts: &[String],
     probabilities: &[Vec<f32>],
+    abstained: &[Option<bool>],
 ) -> Vec<String> {
     let answered: Vec<Answered> = texts
         .iter()
         .zip(probabilities)
-        .map(|(text, p)| Answered {
+        .enumerate()
+        .map(|(i, (text, p))| Answered {
             text,
             probabilities: p,
             sampled: None,
+            abstained: abstained.get(i).copied().flatten(),
         })
         .collect();
     log_predictions(state, context, endpoint, &answered)

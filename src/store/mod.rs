@@ -193,6 +193,8 @@ pub struct PredictionRecord {
     pub latency_ms: f64,
     /// The request's `x-request-id`.
     pub request_id: Option<String>,
+    /// Whether the answer abstained, when an abstention policy applied.
+    pub abstained: Option<bool>,
 }
 
 /// What feedback refers to: the prediction and its model's labels.
@@ -244,6 +246,8 @@ pub struct ReviewItem {
     pub margin: f64,
     /// MC-dropout samples, when used.
     pub samples: Option<i64>,
+    /// Whether the answer abstained, when an abstention policy applied.
+    pub abstained: Option<bool>,
 }
 
 /// Feedback figures for one correct label.
@@ -301,7 +305,7 @@ pub struct Corrections {
 /// Rows per insert statement.
 const ROWS_PER_STATEMENT: usize = 32;
 
-const PREDICTION_COLUMNS: [&str; 18] = [
+const PREDICTION_COLUMNS: [&str; 19] = [
     "id",
     "model_id",
     "created_at",
@@ -320,6 +324,7 @@ const PREDICTION_COLUMNS: [&str; 18] = [
     "mutual_information",
     "variation_ratio",
     "latency_ms",
+    "abstained",
 ];
 
 /// The connection pool and every query.
@@ -478,6 +483,7 @@ impl Store {
                     .bind(sampled.map(|s| finite(s.mutual_information)))
                     .bind(sampled.map(|s| finite(s.variation_ratio)))
                     .bind(row.latency_ms)
+                    .bind(row.abstained.map(i32::from))
                     .bind(row.request_id.clone());
             }
             query.execute(&mut *transaction).await?;
@@ -562,7 +568,7 @@ impl Store {
     }
 
     /// Logged predictions nobody has labelled yet, most uncertain first:
-    /// highest mutual information (predictions without MC figures after those
+    /// those the service abstained on, then highest mutual information (predictions without MC figures after those
     /// with), then highest predictive entropy, then lowest score. A text
     /// logged several times appears once, and not at all once any of its
     /// predictions by the same model has feedback.
@@ -573,10 +579,10 @@ impl Store {
     ) -> Result<Vec<ReviewItem>, StoreError> {
         let d = self.dialect;
         let order =
-            "p.mutual_information desc nulls last, p.predictive_entropy desc, p.score asc, p.id";
+            "coalesce(p.abstained, 0) desc, p.mutual_information desc nulls last, p.predictive_entropy desc, p.score asc, p.id";
         let sql = format!(
             "select {id}, {created}, p.model, p.endpoint, p.text, p.label, p.score, {probabilities}, \
-                    p.predictive_entropy, p.mutual_information, p.margin, p.samples \
+                    p.predictive_entropy, p.mutual_information, p.margin, p.samples, p.abstained \
              from ( \
                  select p.*, m.name as model, \
                         row_number() over (partition by p.model_id, p.text_sha256 order by {order}) as duplicate_rank \
@@ -614,6 +620,7 @@ impl Store {
                     mutual_information: row.try_get(9)?,
                     margin: row.try_get(10)?,
                     samples: row.try_get::<Option<i32>, _>(11)?.map(i64::from),
+                    abstained: row.try_get::<Option<i32>, _>(12)?.map(|a| a != 0),
                 })
             })
             .collect()

@@ -12,10 +12,10 @@ use super::{Fitted, TrainOutcome, TrainSettings};
 use crate::charts::{self, EpochPoint};
 use crate::data::Splits;
 use crate::model::{self, Classifier};
+use crate::uncertainty::calibration::{self, ConformalRow};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
 };
-use crate::uncertainty::calibration::{self, ConformalRow};
 use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
 
 /// The contents of `metrics.json`.

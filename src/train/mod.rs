@@ -21,12 +21,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::charts::EpochPoint;
 use crate::data::{self, Example, FieldNames, SplitFractions, Splits};
-use crate::uncertainty::calibration::AbstentionPolicy;
 use crate::model::{
     self, ArchitectureSizes, BertClassifier, BertConfig, DropoutMode, DropoutRates, Kernels,
     TextEncoder, TokenBatch,
 };
 use crate::rng::{mix, SeededRng};
+use crate::uncertainty::calibration::AbstentionPolicy;
 use ema::Ema;
 use optimizer::{AdamW, AdamWSettings};
 use schedule::LinearSchedule;

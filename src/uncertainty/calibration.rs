@@ -168,7 +168,8 @@ impl Calibration {
     pub fn save(&self, dir: &Path) -> Result<(), CalibrationError> {
         let path = dir.join(CALIBRATION_FILE);
         let text = serde_json::to_string(self).expect("calibration serialises") + "\n";
-        std::fs::write(&path, text).map_err(|e| CalibrationError::Read(path.display().to_string(), e))
+        std::fs::write(&path, text)
+            .map_err(|e| CalibrationError::Read(path.display().to_string(), e))
     }
 }
 
@@ -339,7 +340,7 @@ pub struct AbstentionRule {
     /// The score compared.
     #[schema(value_type = String, example = "predictive_entropy")]
     pub score: Score,
-    /// The threshold; a value exactly at it is answered, not abstained on.
+    /// The threshold; a value at it (to f32 precision) is answered, not abstained on.
     pub threshold: f64,
     /// The calibration coverage the threshold was chosen for, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,13 +351,17 @@ impl AbstentionRule {
     /// Why to abstain on this prediction, or `None` to answer it.
     pub fn reason(&self, summary: &McSummary) -> Option<String> {
         let value = self.score.value(summary);
+        // Compared at f32 precision, that of the probabilities: a response
+        // shows max probability as an f32, and a client that sends that very
+        // number back as the threshold must find the prediction at it.
+        let at_f32 = |v: f64| f64::from(self.score.as_uncertainty(v) as f32);
         // NaN reads as the most uncertain, as everywhere in this module.
         let uncertainty = if value.is_nan() {
             f64::INFINITY
         } else {
-            self.score.as_uncertainty(value)
+            at_f32(value)
         };
-        if uncertainty <= self.score.as_uncertainty(self.threshold) {
+        if uncertainty <= at_f32(self.threshold) {
             return None;
         }
         let side = if self.score.higher_is_more_uncertain() {
@@ -395,15 +400,24 @@ mod tests {
     #[test]
     fn calibration_scores_are_sorted_and_nonconformity_uses_the_true_label() {
         let s = scores_of(&[[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], &[0, 0, 1]);
-        assert_eq!(s.max_probability, [0.6000000238418579, 0.699999988079071, 0.8999999761581421]);
-        let rounded: Vec<f64> = s.nonconformity.iter().map(|v| (v * 1e6).round() / 1e6).collect();
+        assert_eq!(
+            s.max_probability,
+            [0.6000000238418579, 0.699999988079071, 0.8999999761581421]
+        );
+        let rounded: Vec<f64> = s
+            .nonconformity
+            .iter()
+            .map(|v| (v * 1e6).round() / 1e6)
+            .collect();
         assert_eq!(rounded, [0.1, 0.6, 0.7]);
         assert!(s.mutual_information.iter().all(|&mi| mi == 0.0));
     }
 
     #[test]
     fn a_coverage_threshold_keeps_that_share_of_the_most_confident_calibration_examples() {
-        let probabilities: Vec<[f32; 2]> = (0..10).map(|i| [0.5 + i as f32 * 0.05, 0.5 - i as f32 * 0.05]).collect();
+        let probabilities: Vec<[f32; 2]> = (0..10)
+            .map(|i| [0.5 + i as f32 * 0.05, 0.5 - i as f32 * 0.05])
+            .collect();
         let s = scores_of(&probabilities, &[0; 10]);
         // Max probabilities 0.50, 0.55, …, 0.95: keeping 80% keeps the top 8, down to 0.60.
         let t = s
@@ -418,7 +432,9 @@ mod tests {
         assert_eq!(kept, 8);
         assert_eq!(s.threshold_for_coverage(Score::Margin, 0.0), None);
         assert_eq!(s.threshold_for_coverage(Score::Margin, 1.5), None);
-        let all = s.threshold_for_coverage(Score::MaxProbability, 1.0).expect("valid");
+        let all = s
+            .threshold_for_coverage(Score::MaxProbability, 1.0)
+            .expect("valid");
         assert!((all - 0.5).abs() < 1e-6);
     }
 
@@ -431,8 +447,13 @@ mod tests {
         };
         assert_eq!(rule.reason(&summary(&[0.75, 0.25])), None);
         assert_eq!(rule.reason(&summary(&[0.8, 0.2])), None);
-        let reason = rule.reason(&summary(&[0.7, 0.3])).expect("below the threshold");
-        assert!(reason.starts_with("max_probability 0.7000 is below 0.7500"), "{reason}");
+        let reason = rule
+            .reason(&summary(&[0.7, 0.3]))
+            .expect("below the threshold");
+        assert!(
+            reason.starts_with("max_probability 0.7000 is below 0.7500"),
+            "{reason}"
+        );
 
         let entropy_of = |p: f32| summary(&[p, 1.0 - p]).predictive_entropy;
         let rule = AbstentionRule {
@@ -442,8 +463,13 @@ mod tests {
         };
         assert_eq!(rule.reason(&summary(&[0.8, 0.2])), None);
         assert_eq!(rule.reason(&summary(&[0.9, 0.1])), None);
-        let reason = rule.reason(&summary(&[0.6, 0.4])).expect("above the threshold");
-        assert!(reason.contains("is above") && reason.contains("90% coverage"), "{reason}");
+        let reason = rule
+            .reason(&summary(&[0.6, 0.4]))
+            .expect("above the threshold");
+        assert!(
+            reason.contains("is above") && reason.contains("90% coverage"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -495,7 +521,9 @@ mod tests {
             }),
         };
         calibration.save(dir.path()).expect("writes");
-        let again = Calibration::load(dir.path()).expect("reads").expect("present");
+        let again = Calibration::load(dir.path())
+            .expect("reads")
+            .expect("present");
         assert_eq!(again, calibration);
         assert!(again.scores(Some(SamplingMode::Full)).is_none());
     }

@@ -88,13 +88,18 @@ impl TestApp {
 
 /// Starts a server with `settings` and waits until it is ready.
 pub async fn spawn_app_with(settings: ServeSettings) -> TestApp {
+    spawn_app_for(fixture_model(), settings).await
+}
+
+/// Starts a server on another model directory.
+pub async fn spawn_app_for(model: PathBuf, settings: ServeSettings) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        candor::serve::run(listener, &fixture_model(), settings, async {
+        candor::serve::run(listener, &model, settings, async {
             let _ = rx.await;
         })
         .await

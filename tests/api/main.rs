@@ -5,6 +5,7 @@ mod classify;
 mod common;
 mod compat;
 mod database;
+mod decisions;
 mod durability;
 mod errors;
 mod helpers;

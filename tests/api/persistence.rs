@@ -304,11 +304,12 @@ fn record(text: &str, score: f64, entropy: f64, information: Option<f64>) -> Pre
         }),
         latency_ms: 1.0,
         request_id: None,
+        abstained: None,
     }
 }
 
 on_both_databases!(
-    the_review_queue_puts_the_most_uncertain_unlabelled_texts_first_once_each,
+    the_review_queue_puts_abstentions_then_the_most_uncertain_unlabelled_texts_first_once_each,
     review_queue_body
 );
 async fn review_queue_body(backend: Backend) {
@@ -332,6 +333,14 @@ async fn review_queue_body(backend: Backend) {
         record("no samples, tie, high score", 0.6, 0.8, None),
         record("labelled", 0.3, 1.5, Some(0.9)),
         record("labelled", 0.3, 1.5, Some(0.8)), // another copy of a labelled text
+        PredictionRecord {
+            abstained: Some(true),
+            ..record("abstained on, though fairly sure", 0.8, 0.3, None)
+        },
+        PredictionRecord {
+            abstained: Some(false),
+            ..record("answered under a policy", 0.9, 0.2, None)
+        },
     ];
     store.insert_predictions(model, &records).await.unwrap();
     store
@@ -348,15 +357,20 @@ async fn review_queue_body(backend: Backend) {
     assert_eq!(
         order,
         [
+            "abstained on, though fairly sure",
             "high information",
             "low information",
             "no samples, high entropy",
             "no samples, tie, low score",
             "no samples, tie, high score",
+            "answered under a policy",
         ]
     );
-    assert_eq!(queue[0].id, records[1].id.to_string());
-    assert_eq!(queue[0].mutual_information, Some(0.30));
+    assert_eq!(queue[0].abstained, Some(true));
+    assert_eq!(queue[1].id, records[1].id.to_string());
+    assert_eq!(queue[6].abstained, Some(false));
+    assert_eq!(queue[2].abstained, None);
+    assert_eq!(queue[1].mutual_information, Some(0.30));
     assert_eq!(store.review_queue(Some("m"), 2).await.unwrap().len(), 2);
     assert!(store
         .review_queue(Some("other"), 10)
