@@ -718,6 +718,7 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
         seed: args.seed,
         sweep,
         reference,
+        calibration: calibration::Calibration::load(&args.model)?,
     };
     let (report, predictions) =
         report::uncertainty_report(&classifier, &examples, &ood, &settings)?;

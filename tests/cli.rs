@@ -76,6 +76,80 @@ fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
 }
 
 #[test]
+fn training_calibrates_on_its_own_split_and_calibrate_refits_with_a_default_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path());
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(model.join(file)).unwrap()).unwrap()
+    };
+    let metrics = read("metrics.json");
+    let calibration = read("calibration.json");
+    let examples = metrics["examples"]["calibration"].as_u64().unwrap();
+    assert!(examples > 0);
+    assert_eq!(calibration["examples"].as_u64().unwrap(), examples);
+    assert_eq!(calibration["mc_samples"], 4);
+    let sorted = calibration["deterministic"]["nonconformity"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sorted.len() as u64, examples);
+    assert!(sorted.windows(2).all(|w| w[0].as_f64() <= w[1].as_f64()));
+    assert!(calibration["full"]["mutual_information"].is_array());
+    assert!(calibration["abstention"].is_null());
+    let rows = metrics["conformal"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "temperature and MC full at three alphas");
+    assert!(std::fs::read_to_string(model.join("README.md"))
+        .unwrap()
+        .contains("Conformal prediction sets on the test split"));
+
+    let held_out = subset(dir.path(), "trec6.jsonl", 80);
+    let o = candor(&[
+        "calibrate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        held_out.to_str().unwrap(),
+        "--mc-samples",
+        "0",
+        "--abstain-on",
+        "predictive_entropy",
+        "--abstain-coverage",
+        "0.9",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recalibrated = read("calibration.json");
+    assert_eq!(recalibrated["examples"], 80);
+    assert!(recalibrated["full"].is_null());
+    assert_eq!(
+        recalibrated["abstention"],
+        serde_json::json!({"score": "predictive_entropy", "coverage": 0.9})
+    );
+
+    for (flags, expected) in [
+        (&["--abstain-coverage", "0.9"][..], "need --abstain-on"),
+        (
+            &["--abstain-on", "margin"][..],
+            "give a threshold or a coverage",
+        ),
+        (
+            &["--abstain-on", "vibes", "--abstain-threshold", "1"][..],
+            "unknown score 'vibes'",
+        ),
+    ] {
+        let mut args = vec![
+            "calibrate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            held_out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        let o = candor(&args);
+        assert!(!o.status.success(), "{flags:?} succeeded");
+        assert!(stderr(&o).contains(expected), "{flags:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
     let dir = tempfile::tempdir().unwrap();
     let model = train_tiny(dir.path());
@@ -87,6 +161,7 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
         "training_curves.png",
         "reliability.png",
         "README.md",
+        "calibration.json",
     ] {
         assert!(model.join(file).is_file(), "{file} is missing");
     }
@@ -207,6 +282,25 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
     assert!((0.0..=1.0).contains(&distance["auroc"].as_f64().unwrap()));
     for picture in ["reliability.png", "risk_coverage.png", "ood_sms_spam.png"] {
         assert!(plots.join(picture).exists(), "{picture} missing");
+    }
+    // Conformal sets of every predictor the calibration has scores for, at each alpha.
+    let conformal: Vec<(&str, f64)> = report["conformal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["predictor"].as_str().unwrap(),
+                r["alpha"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(conformal.len(), 9, "{conformal:?}");
+    assert_eq!(conformal[0], ("temperature", 0.05));
+    assert_eq!(conformal[8], ("mc_head", 0.2));
+    for row in report["conformal"].as_array().unwrap() {
+        assert!(row["mean_set_size"].as_f64().unwrap() >= 1.0);
+        assert!((0.0..=1.0).contains(&row["coverage"].as_f64().unwrap()));
     }
 
     let o = candor(&[

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::calibration::{conformal_rows, Calibration, ConformalRow};
 use super::evaluate::{targets, EvalError, MC_BUDGET};
 use super::feature_distance::FeatureDistance;
 use super::metrics::{
@@ -44,6 +45,8 @@ pub struct ReportSettings {
     pub sweep: Vec<usize>,
     /// Training examples to fit the feature distance on (none: not measured).
     pub reference: Vec<Example>,
+    /// The model's calibration, to measure its conformal sets (none: not measured).
+    pub calibration: Option<Calibration>,
 }
 
 /// Unlabelled texts to tell apart from the labelled data.
@@ -142,6 +145,10 @@ pub struct UncertaintyReport {
     /// OOD separation by the Mahalanobis distance of the mean last hidden
     /// state to the nearest training-class mean (empty without reference data).
     pub feature_distance: Vec<DistanceRow>,
+    /// Conformal sets per predictor and alpha, from the model's
+    /// calibration.json (empty without one).
+    #[serde(default)]
+    pub conformal: Vec<ConformalRow>,
 }
 
 /// One predictor's per-example summaries on the labelled data and each OOD set.
@@ -258,6 +265,25 @@ pub fn uncertainty_report(
         .iter()
         .map(|p| measure(p, &targets, &classifier.labels, ood))
         .collect();
+    let mut conformal = Vec::new();
+    if let Some(calibration) = &settings.calibration {
+        for (p, scores) in [
+            ("temperature", calibration.scores(None)),
+            ("mc_full", calibration.scores(Some(SamplingMode::Full))),
+            ("mc_head", calibration.scores(Some(SamplingMode::Head))),
+        ] {
+            let (Some(predictions), Some(scores)) = (all.iter().find(|a| a.name == p), scores)
+            else {
+                continue;
+            };
+            let means: Vec<Vec<f32>> = predictions
+                .labelled
+                .iter()
+                .map(|s| s.mean.clone())
+                .collect();
+            conformal.extend(conformal_rows(p, scores, &means, &targets));
+        }
+    }
     let feature_distance = if settings.reference.is_empty() {
         Vec::new()
     } else {
@@ -271,6 +297,7 @@ pub fn uncertainty_report(
             predictors,
             sweep,
             feature_distance,
+            conformal,
         },
         all,
     ))
@@ -572,6 +599,28 @@ pub fn render_tables(report: &UncertaintyReport, data: &str, temperature: f64) -
                 out,
                 "{:<30} {:>8.4} {:>8.4} {:>8.4}",
                 row.set, row.auroc, row.aupr, row.fpr_at_95_tpr
+            );
+        }
+    }
+    if !report.conformal.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nconformal prediction sets, calibrated on the model's calibration split (guarantee: coverage at least 1 - alpha)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<30} {:>6} {:>9} {:>9} {:>11}",
+            "predictor", "alpha", "coverage", "mean size", "single-label"
+        );
+        for row in &report.conformal {
+            let _ = writeln!(
+                out,
+                "{:<30} {:>6} {:>8.2}% {:>9.3} {:>10.1}%",
+                name(&row.predictor),
+                row.alpha,
+                row.coverage * 100.0,
+                row.mean_set_size,
+                row.singletons * 100.0
             );
         }
     }
