@@ -128,9 +128,13 @@ pub fn write_weights(dir: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(sorted, metadata, &path).map_err(|e| {
+    // Serialised in memory and written with std::fs, which honours the umask;
+    // safetensors' own file writer creates the file readable by its owner
+    // only, which a container running as another user cannot load.
+    let bytes = safetensors::serialize(sorted, metadata).map_err(|e| {
         ModelError::Tensor(candle_core::Error::msg(format!("{}: {e}", path.display())))
-    })
+    })?;
+    std::fs::write(&path, bytes).map_err(io_error(&path))
 }
 
 /// Writes `config.json`.
@@ -278,4 +282,30 @@ pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f32> {
     let exps: Vec<f64> = scaled.iter().map(|s| (s - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn weights_are_written_with_the_same_permissions_as_any_other_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tensors = HashMap::from([(
+            "classifier.bias".to_string(),
+            Tensor::zeros(2, DType::F32, &Device::Cpu).expect("tensor"),
+        )]);
+        write_weights(dir.path(), &tensors).expect("writes");
+        std::fs::write(dir.path().join("other"), b"x").expect("writes");
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .expect("exists")
+                .permissions()
+                .mode()
+        };
+        // A container user other than the trainer must be able to read them.
+        assert_eq!(mode(WEIGHTS_FILE), mode("other"));
+    }
 }
