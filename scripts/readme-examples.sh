@@ -56,6 +56,8 @@ get() { # title, path
 post "Classify: calibrated scores, high to low, one prediction per input" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "the plot is a mess and the jokes fall flat"]}'
 post "Uncertainty: 30 MC-dropout samples, seeded" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "it is a film"], "samples": 30, "seed": 7}'
 post "Uncertainty, head mode: dropout on the classifier input only" /v1/classify/uncertainty '{"inputs": "it is a film", "samples": 30, "seed": 7, "mode": "head", "top_k": 1}'
+post "Prediction sets (90% coverage guaranteed) and abstention on the 20% least sure, both calibrated on the model's calibration split" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "i laughed, i cried, i checked my watch"], "alpha": 0.1, "abstain": {"score": "max_probability", "coverage": 0.8}, "top_k": 1}'
+post "The same with MC dropout, abstaining above a fixed mutual information" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "i laughed, i cried, i checked my watch"], "samples": 30, "seed": 7, "alpha": 0.1, "abstain": {"score": "mutual_information", "threshold": 0.01}, "top_k": 1}'
 echo "**text-embeddings-inference compatible** (the prediction ids travel in a header)"; echo '```'
 echo "\$ curl -si localhost:8080/predict -d '{\"inputs\": \"a warm, funny, sharply written film\"}'"
 curl -si "127.0.0.1:$port/predict" -d '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr -d '\r'
