@@ -430,6 +430,10 @@ pub struct CalibrateArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub fields: FieldArgs,
+    /// The model's training data, to fit the feature distance that scores how
+    /// unlike the training data a text is (`candor split` writes train.jsonl).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// MC-dropout samples T behind the `full` and `head` scores (0: deterministic only).
     #[arg(long, default_value_t = 30)]
     pub mc_samples: usize,
@@ -750,8 +754,18 @@ fn run_calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     let classifier = Classifier::load(&args.model)?;
     let examples = data::read_examples(&args.data, &args.fields.names())?;
-    let mut fitted = calibration::fit(&classifier, &examples, args.mc_samples, args.seed)
-        .with_context(|| format!("calibrating on {}", args.data.display()))?;
+    let reference = match &args.reference {
+        Some(path) => Some(data::read_examples(path, &args.fields.names())?),
+        None => None,
+    };
+    let mut fitted = calibration::fit(
+        &classifier,
+        &examples,
+        reference.as_deref(),
+        args.mc_samples,
+        args.seed,
+    )
+    .with_context(|| format!("calibrating on {}", args.data.display()))?;
     fitted.abstention = policy;
     fitted.save(&args.model)?;
     let at_alpha = fitted

@@ -358,8 +358,12 @@ impl BertClassifier {
 
     /// The encoder and pooler: the tanh-pooled `[CLS]` vector `(batch, hidden)`.
     pub fn pooled(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<Tensor> {
-        let x = self.encode(batch, mode)?;
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        self.pool(&self.encode(batch, mode)?)
+    }
+
+    /// The pooler over last hidden states: tanh of a linear map of `[CLS]`.
+    pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         self.pooler.forward(&cls)?.tanh()
     }
 

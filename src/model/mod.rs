@@ -219,11 +219,23 @@ impl Classifier {
         self.for_all(rows, batch_size, |batch| {
             let batch = TokenBatch::from_rows(batch, self.encoder.pad_id(), &self.device)?;
             let hidden = self.network.encode(&batch, DropoutMode::Off)?;
-            let mask = batch.attention_mask.unsqueeze(2)?;
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-            let counts = mask.sum(1)?;
-            Ok(summed.broadcast_div(&counts)?.to_vec2::<f32>()?)
+            Ok(mean_over_tokens(&hidden, &batch)?.to_vec2::<f32>()?)
         })
+    }
+
+    /// Deterministic logits and mean last hidden states of the same rows, from one encoder pass.
+    pub fn logits_and_mean_hidden(
+        &self,
+        rows: &[&[u32]],
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ModelError> {
+        let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;
+        let hidden = self.network.encode(&batch, DropoutMode::Off)?;
+        let pooled = self.network.pool(&hidden)?;
+        let logits = self.network.classify(&pooled, DropoutMode::Off)?;
+        Ok((
+            logits.to_vec2::<f32>()?,
+            mean_over_tokens(&hidden, &batch)?.to_vec2::<f32>()?,
+        ))
     }
 
     /// Runs `f` over length-sorted batches and puts its per-row outputs back in row order.
@@ -266,6 +278,14 @@ impl Classifier {
         let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;
         Ok(self.network.forward(&batch, mode)?.to_vec2::<f32>()?)
     }
+}
+
+/// The mean of `hidden` `(batch, seq, width)` over each row's real tokens.
+fn mean_over_tokens(hidden: &Tensor, batch: &TokenBatch) -> candle_core::Result<Tensor> {
+    let mask = batch.attention_mask.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?;
+    summed.broadcast_div(&counts)
 }
 
 /// Indices of `rows` ordered by length, so that neighbours pad little.

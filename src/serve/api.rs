@@ -113,6 +113,14 @@ pub struct Decision {
     /// Why, when abstaining.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abstain_reason: Option<String>,
+    /// Mahalanobis distance of the input's mean last hidden state to the
+    /// nearest training class (when the model's calibration has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_distance: Option<f64>,
+    /// Share of the calibration texts closer to the training data than this
+    /// input: near 1 means unlike anything the model was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_percentile: Option<f64>,
 }
 
 /// The decision rules a response applied.

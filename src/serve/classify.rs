@@ -50,11 +50,24 @@ pub async fn logits_for(
     texts: Vec<String>,
     truncate: bool,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
+    Ok(deterministic_for(state, texts, truncate, false).await?.0)
+}
+
+/// Deterministic logits and, with `features`, the mean last hidden states.
+async fn deterministic_for(
+    state: &AppState,
+    texts: Vec<String>,
+    truncate: bool,
+    features: bool,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ApiError> {
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     within_deadline(state, async {
         let rows = tokenize(state, texts, truncate).await?;
-        match compute(state, Work::Classify { rows }).await?.output {
-            Output::Logits(l) => Ok(l),
+        match compute(state, Work::Classify { rows, features })
+            .await?
+            .output
+        {
+            Output::Logits(l, f) => Ok((l, f)),
             Output::Samples(_) => Err(ApiError::Internal(
                 "engine answered samples to a classify job".into(),
             )),
@@ -81,7 +94,13 @@ pub async fn classify(
         state.classifier.config.candor.temperature
     };
     let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), None)?;
-    let logits = logits_for(&state, texts.clone(), req.truncate).await?;
+    let (logits, features) = deterministic_for(
+        &state,
+        texts.clone(),
+        req.truncate,
+        decider.wants_features(),
+    )
+    .await?;
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
     // Sets and abstention use what they were calibrated on: the calibrated
     // softmax, whatever `raw_scores` shows.
@@ -109,7 +128,8 @@ pub async fn classify(
         .zip(&calibrated)
         .zip(&summaries)
         .zip(ids)
-        .map(|(((p, c), s), id)| {
+        .enumerate()
+        .map(|(i, (((p, c), s), id))| {
             let mut scores = ranked(labels, p);
             scores.truncate(k);
             Prediction {
@@ -117,7 +137,7 @@ pub async fn classify(
                 label: scores[0].label.clone(),
                 score: scores[0].score,
                 scores,
-                decision: decider.decide(labels, c, s),
+                decision: decider.decide(labels, c, s, features.get(i)),
             }
         })
         .collect();
@@ -154,8 +174,30 @@ pub async fn uncertainty(
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(req.mode))?;
-    let per_input = within_deadline(&state, async {
+    let (per_input, features) = within_deadline(&state, async {
         let rows = tokenize(&state, texts.clone(), req.truncate).await?;
+        // The feature distance needs one deterministic pass besides the samples.
+        let features = if decider.wants_features() {
+            match compute(
+                &state,
+                Work::Classify {
+                    rows: rows.clone(),
+                    features: true,
+                },
+            )
+            .await?
+            .output
+            {
+                Output::Logits(_, f) => f,
+                Output::Samples(_) => {
+                    return Err(ApiError::Internal(
+                        "engine answered samples to a classify job".into(),
+                    ))
+                }
+            }
+        } else {
+            Vec::new()
+        };
         match compute(
             &state,
             Work::Sample {
@@ -168,8 +210,8 @@ pub async fn uncertainty(
         .await?
         .output
         {
-            Output::Samples(s) => Ok(s),
-            Output::Logits(_) => Err(ApiError::Internal(
+            Output::Samples(s) => Ok((s, features)),
+            Output::Logits(..) => Err(ApiError::Internal(
                 "engine answered logits to a sampling job".into(),
             )),
         }
@@ -192,9 +234,10 @@ pub async fn uncertainty(
     let predictions = summaries
         .iter()
         .zip(ids)
-        .map(|(s, id)| {
+        .enumerate()
+        .map(|(i, (s, id))| {
             let mut p = uncertain_prediction(id.to_string(), labels, s, k, seed);
-            p.decision = decider.decide(labels, &s.mean, s);
+            p.decision = decider.decide(labels, &s.mean, s, features.get(i));
             p
         })
         .collect();

@@ -7,27 +7,29 @@
 use super::api::{AbstainOption, Decision, DecisionRules};
 use super::error::ApiError;
 use super::AppState;
-use crate::uncertainty::calibration::{AbstentionRule, Calibration};
+use crate::uncertainty::calibration::{AbstentionRule, Calibration, FeatureCalibration};
 use crate::uncertainty::conformal::prediction_set;
 use crate::uncertainty::selective::Score;
 use crate::uncertainty::{McSummary, SamplingMode};
 
 /// What a request asked for, ready to apply to each prediction.
 #[derive(Debug, Default)]
-pub struct Decider {
+pub struct Decider<'a> {
     /// Alpha and the conformal threshold for it.
     conformal: Option<(f64, f64)>,
     /// The abstention rule in force.
     rule: Option<AbstentionRule>,
+    /// The model's feature distance, when it has one: every answer carries it.
+    features: Option<&'a FeatureCalibration>,
 }
 
-impl Decider {
+impl<'a> Decider<'a> {
     /// Resolves `alpha` and `abstain` for the predictor `mode` (`None`: the
     /// deterministic model). The model's default policy applies when
     /// `abstain` is absent, except one on mutual information for the
     /// deterministic model, which has none.
     pub fn new(
-        state: &AppState,
+        state: &'a AppState,
         alpha: Option<f64>,
         abstain: Option<&AbstainOption>,
         mode: Option<SamplingMode>,
@@ -75,7 +77,16 @@ impl Decider {
                     .map_err(|e| ApiError::Validation(format!("abstain: {e}")))?,
             ),
         };
-        Ok(Self { conformal, rule })
+        Ok(Self {
+            conformal,
+            rule,
+            features: calibration.and_then(|c| c.feature_distance.as_ref()),
+        })
+    }
+
+    /// Whether answers need each input's mean last hidden state.
+    pub fn wants_features(&self) -> bool {
+        self.features.is_some()
     }
 
     /// The rules, echoed in the response.
@@ -102,6 +113,7 @@ impl Decider {
         labels: &[String],
         probabilities: &[f32],
         summary: &McSummary,
+        feature: Option<&Vec<f32>>,
     ) -> Decision {
         let prediction_set = self.conformal.map(|(_, threshold)| {
             prediction_set(probabilities, threshold)
@@ -110,10 +122,16 @@ impl Decider {
                 .collect()
         });
         let reason = self.rule.and_then(|rule| rule.reason(summary));
+        let distance = self
+            .features
+            .zip(feature)
+            .map(|(stats, feature)| stats.score(feature));
         Decision {
             prediction_set,
             abstain: self.rule.map(|_| reason.is_some()),
             abstain_reason: reason,
+            feature_distance: distance.map(|(d, _)| d),
+            distance_percentile: distance.map(|(_, p)| p),
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Work {
     Classify {
         /// Token ids per input.
         rows: Vec<Vec<u32>>,
+        /// Also the mean last hidden state of each row (for the feature distance).
+        features: bool,
     },
     /// MC-dropout samples for each row.
     Sample {
@@ -63,14 +65,14 @@ pub enum Work {
 impl Work {
     fn rows(&self) -> usize {
         match self {
-            Work::Classify { rows } => rows.len(),
+            Work::Classify { rows, .. } => rows.len(),
             Work::Sample { rows, samples, .. } => rows.len() * samples,
         }
     }
 
     fn tokens(&self) -> usize {
         match self {
-            Work::Classify { rows } => rows.iter().map(Vec::len).sum(),
+            Work::Classify { rows, .. } => rows.iter().map(Vec::len).sum(),
             Work::Sample { rows, samples, .. } => {
                 rows.iter().map(Vec::len).sum::<usize>() * samples
             }
@@ -81,8 +83,8 @@ impl Work {
 /// The engine's answer.
 #[derive(Debug)]
 pub enum Output {
-    /// Raw logits per input.
-    Logits(Vec<Vec<f32>>),
+    /// Raw logits per input, and mean last hidden states when asked for (else empty).
+    Logits(Vec<Vec<f32>>, Vec<Vec<f32>>),
     /// Softmax probabilities per input per sample.
     Samples(Vec<Vec<Vec<f32>>>),
 }
@@ -97,6 +99,9 @@ pub struct Answer {
     /// Time spent computing this job's batch.
     pub inference: Duration,
 }
+
+/// Logits and (possibly empty) features of one classify job.
+type ClassifyOutput = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// A unit of work with its reply channel.
 pub struct Job {
@@ -248,8 +253,8 @@ impl Worker {
         let logits = self.classify_all(&classify);
         let inference = started.elapsed();
         for (job, result) in classify.into_iter().zip(logits) {
-            let answer = result.map(|l| Answer {
-                output: Output::Logits(l),
+            let answer = result.map(|(l, f)| Answer {
+                output: Output::Logits(l, f),
                 queued: started - job.enqueued,
                 inference,
             });
@@ -267,17 +272,28 @@ impl Worker {
         }
     }
 
-    /// Deterministic logits for every classify job, sharing forward passes.
-    fn classify_all(&self, jobs: &[Job]) -> Vec<Result<Vec<Vec<f32>>, String>> {
+    /// Deterministic logits (and features, for jobs that ask) for every
+    /// classify job, sharing forward passes.
+    fn classify_all(&self, jobs: &[Job]) -> Vec<Result<ClassifyOutput, String>> {
         let mut all: Vec<(usize, usize, &[u32])> = Vec::new();
+        let mut any_features = false;
         for (j, job) in jobs.iter().enumerate() {
-            if let Work::Classify { rows } = &job.work {
+            if let Work::Classify { rows, features } = &job.work {
                 all.extend(rows.iter().enumerate().map(|(i, r)| (j, i, r.as_slice())));
+                any_features |= *features;
             }
         }
-        let mut out: Vec<Vec<Vec<f32>>> = jobs
+        let wants = |j: usize| matches!(jobs[j].work, Work::Classify { features: true, .. });
+        let mut out: Vec<ClassifyOutput> = jobs
             .iter()
-            .map(|j| vec![Vec::new(); j.work.rows()])
+            .enumerate()
+            .map(|(j, job)| {
+                let n = job.work.rows();
+                (
+                    vec![Vec::new(); n],
+                    vec![Vec::new(); if wants(j) { n } else { 0 }],
+                )
+            })
             .collect();
         // Sorted by length so that each pass pads little.
         let mut order: Vec<usize> = (0..all.len()).collect();
@@ -285,11 +301,21 @@ impl Worker {
         for chunk in self.chunks(&order, |i| all[i].2.len()) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| all[i].2).collect();
             self.metrics.batch_rows.observe(batch.len() as f64);
-            match self.classifier.logits(&batch, DropoutMode::Off) {
-                Ok(logits) => {
-                    for (&i, l) in chunk.iter().zip(logits) {
+            let computed = if any_features {
+                self.classifier.logits_and_mean_hidden(&batch)
+            } else {
+                self.classifier
+                    .logits(&batch, DropoutMode::Off)
+                    .map(|l| (l, Vec::new()))
+            };
+            match computed {
+                Ok((logits, mut features)) => {
+                    for (n, (&i, l)) in chunk.iter().zip(logits).enumerate() {
                         let (j, k, _) = all[i];
-                        out[j][k] = l;
+                        out[j].0[k] = l;
+                        if wants(j) {
+                            out[j].1[k] = std::mem::take(&mut features[n]);
+                        }
                     }
                 }
                 Err(e) => return jobs.iter().map(|_| Err(e.to_string())).collect(),

@@ -95,7 +95,13 @@ pub fn finish(
     let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
     let mut conformal = Vec::new();
     if !splits.calibration.is_empty() {
-        let mut fitted = calibration::fit(&classifier, &splits.calibration, mc, EVAL_SEED)?;
+        let mut fitted = calibration::fit(
+            &classifier,
+            &splits.calibration,
+            Some(&splits.train),
+            mc,
+            EVAL_SEED,
+        )?;
         fitted.abstention = settings.abstention.clone();
         fitted.save(dir)?;
         conformal.extend(calibration::conformal_rows(

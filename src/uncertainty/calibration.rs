@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conformal::{conformal_threshold, coverage_and_size, nonconformity, prediction_set};
 use super::evaluate::{targets, EvalError, MC_BUDGET};
+use super::feature_distance::FeatureDistance;
 use super::selective::{smallest_count_reaching, Score};
 use super::{sample_probabilities, summarize, McSummary, SamplingMode};
 use crate::data::Example;
@@ -49,6 +50,41 @@ pub struct Calibration {
     /// The policy applied when a request names none.
     #[serde(default)]
     pub abstention: Option<AbstentionPolicy>,
+    /// How far representations lie from the training data (absent when
+    /// calibrated without reference data).
+    #[serde(default)]
+    pub feature_distance: Option<FeatureCalibration>,
+}
+
+/// The feature distance fitted on the training split, and the distances of
+/// the calibration examples, which turn a distance into a percentile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureCalibration {
+    /// Class means and shared covariance of the mean last hidden states.
+    pub fitted: FeatureDistance,
+    /// Distances of the calibration examples, ascending.
+    pub calibration_distances: Vec<f64>,
+}
+
+impl FeatureCalibration {
+    /// The distance of one feature vector and the share of calibration
+    /// examples strictly closer to the training data (0 to 1; a new text at
+    /// 0.99 lies farther out than 99% of in-distribution texts).
+    pub fn score(&self, feature: &[f32]) -> (f64, f64) {
+        let distance = self.fitted.distance(feature);
+        let closer = if distance.is_nan() {
+            self.calibration_distances.len()
+        } else {
+            self.calibration_distances
+                .partition_point(|&d| d < distance)
+        };
+        let share = if self.calibration_distances.is_empty() {
+            0.0
+        } else {
+            closer as f64 / self.calibration_distances.len() as f64
+        };
+        (distance, share)
+    }
 }
 
 /// One predictor's scores on the calibration split, each sorted ascending.
@@ -178,10 +214,12 @@ const BATCH: usize = 64;
 
 /// Scores the calibration examples with every predictor: the deterministic
 /// model with its temperature and, when `mc_samples` > 0, MC dropout in both
-/// modes with masks from `seed`. The default policy is left to the caller.
+/// modes with masks from `seed`; with `reference` (the training examples),
+/// also the feature distance. The default policy is left to the caller.
 pub fn fit(
     classifier: &Classifier,
     examples: &[Example],
+    reference: Option<&[Example]>,
     mc_samples: usize,
     seed: u64,
 ) -> Result<Calibration, EvalError> {
@@ -202,6 +240,27 @@ pub fn fit(
         let summaries: Vec<McSummary> = samples.iter().map(|s| summarize(s)).collect();
         Ok(Some(CalibrationScores::new(&summaries, &y)))
     };
+    let feature_distance = match reference {
+        None => None,
+        Some(reference) => {
+            let reference_targets = targets(classifier, reference)?;
+            let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
+            let features =
+                classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, BATCH)?;
+            let fitted = FeatureDistance::fit(&features, &reference_targets)
+                .map_err(|e| EvalError::Reference(e.to_string()))?;
+            let mut calibration_distances: Vec<f64> = classifier
+                .mean_hidden_for_all(&rows, BATCH)?
+                .iter()
+                .map(|f| fitted.distance(f))
+                .collect();
+            calibration_distances.sort_by(f64::total_cmp);
+            Some(FeatureCalibration {
+                fitted,
+                calibration_distances,
+            })
+        }
+    };
     Ok(Calibration {
         examples: examples.len(),
         mc_samples,
@@ -210,6 +269,7 @@ pub fn fit(
         full: sampled(SamplingMode::Full)?,
         head: sampled(SamplingMode::Head)?,
         abstention: None,
+        feature_distance,
     })
 }
 
@@ -473,6 +533,23 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_distance_percentile_is_the_share_of_calibration_texts_strictly_closer() {
+        let features = vec![vec![-1.0f32], vec![1.0], vec![-1.0], vec![1.0]];
+        let fitted = FeatureDistance::fit(&features, &[0, 0, 0, 0]).expect("fits");
+        let at = |x: f32| fitted.distance(&[x]);
+        let calibration = FeatureCalibration {
+            calibration_distances: vec![at(0.0), at(1.0), at(2.0), at(3.0)],
+            fitted: fitted.clone(),
+        };
+        assert_eq!(calibration.score(&[0.0]).1, 0.0);
+        assert_eq!(calibration.score(&[2.0]).1, 0.5, "ties are not closer");
+        assert_eq!(calibration.score(&[2.5]).1, 0.75);
+        assert_eq!(calibration.score(&[9.0]).1, 1.0);
+        assert_eq!(calibration.score(&[f32::NAN]).1, 1.0);
+        assert_eq!(calibration.score(&[3.0]).0, at(3.0));
+    }
+
+    #[test]
     fn a_nan_score_is_abstained_on() {
         let rule = AbstentionRule {
             score: Score::MaxProbability,
@@ -519,6 +596,7 @@ mod tests {
                 threshold: None,
                 coverage: Some(0.8),
             }),
+            feature_distance: None,
         };
         calibration.save(dir.path()).expect("writes");
         let again = Calibration::load(dir.path())

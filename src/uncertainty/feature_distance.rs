@@ -9,7 +9,7 @@
 //! representation itself: unrelated text lands away from every class's cloud.
 
 /// Class means and the inverse shared covariance, fitted on training features.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureDistance {
     means: Vec<Vec<f64>>,
     /// Lower-triangular Cholesky factor of the (shrunk) shared covariance.
