@@ -147,6 +147,9 @@ pub fn write_config(dir: &Path, config: &BertConfig) -> Result<(), ModelError> {
     std::fs::write(&path, text + "\n").map_err(io_error(&path))
 }
 
+/// Logits and mean last hidden states, one row per input.
+pub type LogitsAndFeatures = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// A trained classifier ready for inference: configuration, tokenizer and weights.
 #[derive(Debug, Clone)]
 pub struct Classifier {
@@ -224,10 +227,7 @@ impl Classifier {
     }
 
     /// Deterministic logits and mean last hidden states of the same rows, from one encoder pass.
-    pub fn logits_and_mean_hidden(
-        &self,
-        rows: &[&[u32]],
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ModelError> {
+    pub fn logits_and_mean_hidden(&self, rows: &[&[u32]]) -> Result<LogitsAndFeatures, ModelError> {
         let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;
         let hidden = self.network.encode(&batch, DropoutMode::Off)?;
         let pooled = self.network.pool(&hidden)?;

@@ -101,7 +101,7 @@ pub struct Answer {
 }
 
 /// Logits and (possibly empty) features of one classify job.
-type ClassifyOutput = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+type ClassifyOutput = crate::model::LogitsAndFeatures;
 
 /// A unit of work with its reply channel.
 pub struct Job {
