@@ -68,7 +68,7 @@ async fn deterministic_for(
             .output
         {
             Output::Logits(l, f) => Ok((l, f)),
-            Output::Samples(_) => Err(ApiError::Internal(
+            Output::Samples(..) => Err(ApiError::Internal(
                 "engine answered samples to a classify job".into(),
             )),
         }
@@ -176,28 +176,6 @@ pub async fn uncertainty(
     let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(req.mode))?;
     let (per_input, features) = within_deadline(&state, async {
         let rows = tokenize(&state, texts.clone(), req.truncate).await?;
-        // The feature distance needs one deterministic pass besides the samples.
-        let features = if decider.wants_features() {
-            match compute(
-                &state,
-                Work::Classify {
-                    rows: rows.clone(),
-                    features: true,
-                },
-            )
-            .await?
-            .output
-            {
-                Output::Logits(_, f) => f,
-                Output::Samples(_) => {
-                    return Err(ApiError::Internal(
-                        "engine answered samples to a classify job".into(),
-                    ))
-                }
-            }
-        } else {
-            Vec::new()
-        };
         match compute(
             &state,
             Work::Sample {
@@ -205,12 +183,13 @@ pub async fn uncertainty(
                 samples,
                 seed,
                 mode: req.mode,
+                features: decider.wants_features(),
             },
         )
         .await?
         .output
         {
-            Output::Samples(s) => Ok((s, features)),
+            Output::Samples(s, f) => Ok((s, f)),
             Output::Logits(..) => Err(ApiError::Internal(
                 "engine answered logits to a sampling job".into(),
             )),

@@ -59,6 +59,9 @@ pub enum Work {
         seed: u64,
         /// Where dropout is applied.
         mode: SamplingMode,
+        /// Also each row's mean last hidden state, from a deterministic pass
+        /// of that row alone.
+        features: bool,
     },
 }
 
@@ -85,8 +88,9 @@ impl Work {
 pub enum Output {
     /// Raw logits per input, and mean last hidden states when asked for (else empty).
     Logits(Vec<Vec<f32>>, Vec<Vec<f32>>),
-    /// Softmax probabilities per input per sample.
-    Samples(Vec<Vec<Vec<f32>>>),
+    /// Softmax probabilities per input per sample, and mean last hidden
+    /// states when asked for (else empty).
+    Samples(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>),
 }
 
 /// An answer plus where the time went.
@@ -263,8 +267,8 @@ impl Worker {
         for job in sample {
             let began = Instant::now();
             let result = self.sample(&job.work, &job.reply);
-            let answer = result.map(|s| Answer {
-                output: Output::Samples(s),
+            let answer = result.map(|(s, f)| Answer {
+                output: Output::Samples(s, f),
                 queued: began - job.enqueued,
                 inference: began.elapsed(),
             });
@@ -354,15 +358,16 @@ impl Worker {
         &self,
         work: &Work,
         reply: &oneshot::Sender<Result<Answer, String>>,
-    ) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    ) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>), String> {
         let Work::Sample {
             rows,
             samples,
             seed,
             mode,
+            features,
         } = work
         else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         self.metrics
             .mc_samples
@@ -372,6 +377,7 @@ impl Worker {
             tokens: self.settings.max_batch_tokens,
         };
         let mut out = Vec::with_capacity(rows.len());
+        let mut hidden = Vec::new();
         for row in rows {
             if reply.is_closed() {
                 // The client has gone (timeout or disconnect): stop spending compute on it.
@@ -390,7 +396,16 @@ impl Worker {
                 sample_input(&self.classifier, row, *samples, *seed, budget, *mode)
                     .map_err(|e| e.to_string())?,
             );
+            if *features {
+                // A pass of this row alone, like its samples, so the answer
+                // stays bit-identical whatever else is queued.
+                let (_, mut mean) = self
+                    .classifier
+                    .logits_and_mean_hidden(&[row.as_slice()])
+                    .map_err(|e| e.to_string())?;
+                hidden.push(mean.pop().unwrap_or_default());
+            }
         }
-        Ok(out)
+        Ok((out, hidden))
     }
 }

@@ -65,7 +65,7 @@ async fn migrations_body(backend: Backend) {
         schema,
         [
             ("models", "id,name,weights_sha256,labels,metrics,first_seen,last_seen".to_string()),
-            ("predictions", "id,model_id,created_at,endpoint,text,text_sha256,label,score,probabilities,predictive_entropy,margin,samples,mode,seed,expected_entropy,mutual_information,variation_ratio,latency_ms,request_id".to_string()),
+            ("predictions", "id,model_id,created_at,endpoint,text,text_sha256,label,score,probabilities,predictive_entropy,margin,samples,mode,seed,expected_entropy,mutual_information,variation_ratio,latency_ms,request_id,abstained".to_string()),
             ("feedback", "prediction_id,label,source,created_at".to_string()),
         ]
     );
