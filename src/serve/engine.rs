@@ -104,6 +104,9 @@ pub struct Answer {
     pub inference: Duration,
 }
 
+/// Probabilities per input per sample, and (possibly empty) features, of one sampling job.
+type SampleOutput = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
+
 /// Logits and (possibly empty) features of one classify job.
 type ClassifyOutput = crate::model::LogitsAndFeatures;
 
@@ -358,7 +361,7 @@ impl Worker {
         &self,
         work: &Work,
         reply: &oneshot::Sender<Result<Answer, String>>,
-    ) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>), String> {
+    ) -> Result<SampleOutput, String> {
         let Work::Sample {
             rows,
             samples,

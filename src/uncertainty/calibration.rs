@@ -203,8 +203,9 @@ impl Calibration {
     /// Writes `calibration.json` into a model directory.
     pub fn save(&self, dir: &Path) -> Result<(), CalibrationError> {
         let path = dir.join(CALIBRATION_FILE);
-        let text = serde_json::to_string(self).expect("calibration serialises") + "\n";
-        std::fs::write(&path, text)
+        let text = serde_json::to_string(self)
+            .map_err(|e| CalibrationError::Parse(path.display().to_string(), e))?;
+        std::fs::write(&path, text + "\n")
             .map_err(|e| CalibrationError::Read(path.display().to_string(), e))
     }
 }
@@ -384,7 +385,7 @@ impl AbstentionPolicy {
                     .ok_or("the calibration split has no scores")?;
                 (t, Some(c))
             }
-            (None, None) => unreachable!("checked above"),
+            (None, None) => return Err("give a threshold or a coverage".into()),
         };
         Ok(AbstentionRule {
             score: self.score,
