@@ -31,7 +31,9 @@ if [ -z "$mirror" ]; then
 fi
 
 if ! command -v debootstrap >/dev/null; then
-    apt-get install -y --no-install-recommends debootstrap >/dev/null
+    # The package lists may be empty on a fresh machine.
+    apt-get install -y --no-install-recommends debootstrap >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y --no-install-recommends debootstrap >/dev/null; }
 fi
 
 root="$(mktemp -d /tmp/candor-base.XXXXXX)"
