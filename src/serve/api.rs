@@ -297,6 +297,25 @@ pub struct ModelInfo {
     /// Contents of metrics.json when the model has one.
     #[schema(value_type = Object)]
     pub training_metrics: Option<serde_json::Value>,
+    /// What the model's calibration.json supports (null without one: no
+    /// `alpha`, no coverage policies, no distance).
+    pub calibration: Option<CalibrationInfo>,
+}
+
+/// The decision tools a model's calibration supports.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CalibrationInfo {
+    /// Calibration examples scored.
+    pub examples: usize,
+    /// MC-dropout samples T behind the sampled scores.
+    pub mc_samples: usize,
+    /// Sampling modes with calibration scores (`alpha` and coverage policies
+    /// on the uncertainty endpoint need the request's mode here).
+    pub modes: Vec<String>,
+    /// Whether answers carry `feature_distance` and `distance_percentile`.
+    pub feature_distance: bool,
+    /// The default abstention policy, if any.
+    pub abstention: Option<AbstentionPolicy>,
 }
 
 /// `GET /readyz`.

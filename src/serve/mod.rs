@@ -46,6 +46,7 @@ use crate::model::Classifier;
 use crate::store::log::{LogSettings, LogWriter, PredictionLog};
 use crate::store::{redact, ModelRecord, Store};
 use crate::uncertainty::calibration::Calibration;
+use api::CalibrationInfo;
 use api::ModelInfo;
 use engine::{BatchSettings, Engine};
 use error::ApiError;
@@ -167,7 +168,7 @@ pub async fn run(
     let calibration = Calibration::load(model_dir)?;
     let metrics = Arc::new(Metrics::new()?);
     let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
-    let info = model_info(model_dir, &classifier);
+    let info = model_info(model_dir, &classifier, calibration.as_ref());
     let (store, log, writer) = match &settings.persistence {
         Some(p) => {
             let (store, log, writer) = open_store(p, &info, &metrics).await?;
@@ -358,7 +359,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     response
 }
 
-fn model_info(dir: &Path, classifier: &Classifier) -> ModelInfo {
+fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibration>) -> ModelInfo {
     let c = &classifier.config;
     let name = std::fs::canonicalize(dir)
         .unwrap_or_else(|_| PathBuf::from(dir))
@@ -384,6 +385,17 @@ fn model_info(dir: &Path, classifier: &Classifier) -> ModelInfo {
         temperature: c.candor.temperature,
         weights_sha256: classifier.weights_sha256.clone(),
         training_metrics,
+        calibration: calibration.map(|c| CalibrationInfo {
+            examples: c.examples,
+            mc_samples: c.mc_samples,
+            modes: [("full", c.full.is_some()), ("head", c.head.is_some())]
+                .into_iter()
+                .filter(|(_, present)| *present)
+                .map(|(mode, _)| mode.to_string())
+                .collect(),
+            feature_distance: c.feature_distance.is_some(),
+            abstention: c.abstention.clone(),
+        }),
     }
 }
 

@@ -280,6 +280,8 @@ async fn a_model_without_calibration_refuses_sets_and_says_how_to_get_them() {
     let dir = tempfile::tempdir().unwrap();
     let model = fixture_copy(dir.path(), |_| None);
     let app = spawn_app_for(model, test_settings()).await;
+    let info = json_of(app.get("/v1/model").await).await;
+    assert!(info["calibration"].is_null(), "{}", info["calibration"]);
     let r = app
         .post("/v1/classify", json!({"inputs": "Who ?", "alpha": 0.1}))
         .await;
@@ -305,6 +307,12 @@ async fn a_models_default_policy_applies_unless_the_request_turns_it_off() {
         Some(c)
     });
     let app = spawn_app_for(model, test_settings()).await;
+    let info = json_of(app.get("/v1/model").await).await;
+    assert_eq!(
+        info["calibration"],
+        json!({"examples": 500, "mc_samples": 10, "modes": ["full", "head"], "feature_distance": true,
+               "abstention": {"score": "max_probability", "threshold": 0.999}})
+    );
     let text = "What does NASA stand for ?";
     let by_default = json_of(app.post("/v1/classify", json!({"inputs": text})).await).await;
     assert_eq!(by_default["abstention"]["threshold"], 0.999);
