@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::conformal::{conformal_threshold, coverage_and_size, nonconformity, prediction_set};
-use super::evaluate::{targets, EvalError, MC_BUDGET};
+use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalError, MC_BUDGET};
 use super::feature_distance::FeatureDistance;
 use super::selective::{smallest_count_reaching, Score};
 use super::{sample_probabilities, summarize, McSummary, SamplingMode};
@@ -244,17 +244,8 @@ pub fn fit(
     let feature_distance = match reference {
         None => None,
         Some(reference) => {
-            let reference_targets = targets(classifier, reference)?;
-            let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
-            let features =
-                classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, BATCH)?;
-            let fitted = FeatureDistance::fit(&features, &reference_targets)
-                .map_err(|e| EvalError::Reference(e.to_string()))?;
-            let mut calibration_distances: Vec<f64> = classifier
-                .mean_hidden_for_all(&rows, BATCH)?
-                .iter()
-                .map(|f| fitted.distance(f))
-                .collect();
+            let fitted = fit_feature_distance(classifier, reference)?;
+            let mut calibration_distances = feature_distances(classifier, &fitted, &rows)?;
             calibration_distances.sort_by(f64::total_cmp);
             Some(FeatureCalibration {
                 fitted,

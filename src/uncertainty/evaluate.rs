@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::feature_distance::FeatureDistance;
 use super::metrics::{classification_report, ClassificationReport};
 use super::{sample_probabilities, summarize, PassBudget, SamplingMode};
 use crate::data::Example;
@@ -130,6 +131,33 @@ pub fn evaluate(
     let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
     let outputs = predict_all(classifier, &texts, mc_samples, seed)?;
     Ok(report(&outputs, &targets, &classifier.labels, mc_samples))
+}
+
+/// Fits the feature distance on the mean last hidden states of `reference`
+/// (the model's training examples).
+pub fn fit_feature_distance(
+    classifier: &Classifier,
+    reference: &[Example],
+) -> Result<FeatureDistance, EvalError> {
+    let reference_targets = targets(classifier, reference)?;
+    let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
+    let features =
+        classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, EVAL_BATCH)?;
+    FeatureDistance::fit(&features, &reference_targets)
+        .map_err(|e| EvalError::Reference(e.to_string()))
+}
+
+/// The feature distance of each tokenized row.
+pub fn feature_distances(
+    classifier: &Classifier,
+    fitted: &FeatureDistance,
+    rows: &[Vec<u32>],
+) -> Result<Vec<f64>, EvalError> {
+    Ok(classifier
+        .mean_hidden_for_all(rows, EVAL_BATCH)?
+        .iter()
+        .map(|f| fitted.distance(f))
+        .collect())
 }
 
 /// Metrics of predictor outputs against their targets.

@@ -17,8 +17,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::calibration::{conformal_rows, Calibration, ConformalRow};
-use super::evaluate::{targets, EvalError, MC_BUDGET};
-use super::feature_distance::FeatureDistance;
+use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalError, MC_BUDGET};
 use super::metrics::{
     adaptive_calibration_error, argmax, classification_report, reliability_bins,
     ClassificationReport, ECE_BINS,
@@ -312,19 +311,8 @@ fn distance_rows(
     ood_rows: &[Vec<Vec<u32>>],
     ood: &[OodSet],
 ) -> Result<Vec<DistanceRow>, EvalError> {
-    let reference_targets = targets(classifier, reference)?;
-    let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
-    let features =
-        classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, BATCH)?;
-    let fitted = FeatureDistance::fit(&features, &reference_targets)
-        .map_err(|e| EvalError::Reference(e.to_string()))?;
-    let distances = |rows: &[Vec<u32>]| -> Result<Vec<f64>, EvalError> {
-        Ok(classifier
-            .mean_hidden_for_all(rows, BATCH)?
-            .iter()
-            .map(|f| fitted.distance(f))
-            .collect())
-    };
+    let fitted = fit_feature_distance(classifier, reference)?;
+    let distances = |rows: &[Vec<u32>]| feature_distances(classifier, &fitted, rows);
     let inside = distances(labelled)?;
     ood.iter()
         .zip(ood_rows)

@@ -25,6 +25,15 @@ fn unseen_questions() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first `n` unseen questions, without their labels.
+fn unseen_texts(n: usize) -> Vec<String> {
+    unseen_questions()
+        .into_iter()
+        .take(n)
+        .map(|(t, _)| t)
+        .collect()
+}
+
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.unwrap()
 }
@@ -132,11 +141,7 @@ async fn a_smaller_alpha_never_gives_a_smaller_set_and_sets_are_for_each_mode() 
 #[tokio::test]
 async fn a_threshold_policy_abstains_exactly_where_the_score_crosses_it() {
     let app = spawn_app().await;
-    let texts: Vec<String> = unseen_questions()
-        .into_iter()
-        .take(16)
-        .map(|(t, _)| t)
-        .collect();
+    let texts: Vec<String> = unseen_texts(16);
     let plain = json_of(app.post("/v1/classify", json!({"inputs": texts})).await).await;
     let mut scores: Vec<f64> = plain["predictions"]
         .as_array()
@@ -185,11 +190,7 @@ async fn a_threshold_policy_abstains_exactly_where_the_score_crosses_it() {
 #[tokio::test]
 async fn a_coverage_policy_resolves_to_a_threshold_from_the_calibration_split() {
     let app = spawn_app().await;
-    let texts: Vec<String> = unseen_questions()
-        .into_iter()
-        .take(16)
-        .map(|(t, _)| t)
-        .collect();
+    let texts: Vec<String> = unseen_texts(16);
     let answer = json_of(
         app.post(
             "/v1/classify/uncertainty",
@@ -349,11 +350,7 @@ async fn every_answer_says_how_far_the_text_lies_from_the_training_data() {
             .to_string()
     })
     .collect();
-    let questions: Vec<String> = unseen_questions()
-        .into_iter()
-        .take(64)
-        .map(|(t, _)| t)
-        .collect();
+    let questions: Vec<String> = unseen_texts(64);
     let mean_percentile = |texts: Vec<String>| {
         let app = &app;
         async move {
