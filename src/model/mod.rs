@@ -262,15 +262,30 @@ impl Classifier {
         row: &[u32],
         keys: &[u64],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.head_samples_and_mean_hidden(row, keys)?.0)
+    }
+
+    /// [`Classifier::head_sample_logits`] and the row's mean last hidden
+    /// state, from the same single encoder pass.
+    pub fn head_samples_and_mean_hidden(
+        &self,
+        row: &[u32],
+        keys: &[u64],
+    ) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
         let batch = TokenBatch::from_rows(&[row], self.encoder.pad_id(), &self.device)?;
-        let pooled = self.network.pooled(&batch, DropoutMode::Off)?;
+        let hidden = self.network.encode(&batch, DropoutMode::Off)?;
+        let pooled = self.network.pool(&hidden)?;
         let replicated = pooled
             .broadcast_as((keys.len(), pooled.dim(1)?))?
             .contiguous()?;
-        Ok(self
+        let logits = self
             .network
             .classify(&replicated, DropoutMode::On(keys))?
-            .to_vec2::<f32>()?)
+            .to_vec2::<f32>()?;
+        let mean = mean_over_tokens(&hidden, &batch)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
+        Ok((logits, mean))
     }
 
     /// Raw logits for rows of token ids, as `Vec` per row.

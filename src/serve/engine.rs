@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
 use crate::model::{Classifier, DropoutMode};
-use crate::uncertainty::{sample_input, PassBudget, SamplingMode};
+use crate::uncertainty::{sample_input, sample_input_with_features, PassBudget, SamplingMode};
 
 /// How the engine groups work.
 #[derive(Debug, Clone, Copy)]
@@ -395,18 +395,23 @@ impl Worker {
                     .batch_rows
                     .observe(per_pass.min(samples - start) as f64);
             }
-            out.push(
-                sample_input(&self.classifier, row, *samples, *seed, budget, *mode)
-                    .map_err(|e| e.to_string())?,
-            );
             if *features {
-                // A pass of this row alone, like its samples, so the answer
-                // stays bit-identical whatever else is queued.
-                let (_, mut mean) = self
-                    .classifier
-                    .logits_and_mean_hidden(&[row.as_slice()])
-                    .map_err(|e| e.to_string())?;
-                hidden.push(mean.pop().unwrap_or_default());
+                let (probabilities, mean) = sample_input_with_features(
+                    &self.classifier,
+                    row,
+                    *samples,
+                    *seed,
+                    budget,
+                    *mode,
+                )
+                .map_err(|e| e.to_string())?;
+                out.push(probabilities);
+                hidden.push(mean);
+            } else {
+                out.push(
+                    sample_input(&self.classifier, row, *samples, *seed, budget, *mode)
+                        .map_err(|e| e.to_string())?,
+                );
             }
         }
         Ok((out, hidden))

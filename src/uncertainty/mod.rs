@@ -172,19 +172,55 @@ pub fn sample_input(
     budget: PassBudget,
     mode: SamplingMode,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
+    Ok(sample(classifier, row, samples, seed, budget, mode, false)?.0)
+}
+
+/// [`sample_input`] and the input's mean last hidden state (for the feature
+/// distance), from a deterministic pass of this input alone: in `head` mode
+/// the very pass the samples share, in `full` mode one more.
+pub fn sample_input_with_features(
+    classifier: &Classifier,
+    row: &[u32],
+    samples: usize,
+    seed: u64,
+    budget: PassBudget,
+    mode: SamplingMode,
+) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
+    sample(classifier, row, samples, seed, budget, mode, true)
+}
+
+/// The samples of one input and, with `features`, its mean last hidden state (else empty).
+fn sample(
+    classifier: &Classifier,
+    row: &[u32],
+    samples: usize,
+    seed: u64,
+    budget: PassBudget,
+    mode: SamplingMode,
+    features: bool,
+) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
     let keys: Vec<u64> = (0..samples).map(|t| sample_key(seed, t)).collect();
-    let logits = match mode {
-        SamplingMode::Head => classifier.head_sample_logits(row, &keys)?,
+    let (logits, mean) = match mode {
+        SamplingMode::Head => {
+            let (logits, mean) = classifier.head_samples_and_mean_hidden(row, &keys)?;
+            (logits, if features { mean } else { Vec::new() })
+        }
         SamplingMode::Full => {
             let mut logits = Vec::with_capacity(samples);
             for pass in keys.chunks(budget.samples_per_pass(row.len())) {
                 let batch: Vec<&[u32]> = vec![row; pass.len()];
                 logits.extend(classifier.logits(&batch, DropoutMode::On(pass))?);
             }
-            logits
+            let mean = if features {
+                let (_, mut means) = classifier.logits_and_mean_hidden(&[row])?;
+                means.pop().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            (logits, mean)
         }
     };
-    Ok(logits.iter().map(|l| softmax(l, 1.0)).collect())
+    Ok((logits.iter().map(|l| softmax(l, 1.0)).collect(), mean))
 }
 
 /// [`sample_input`] for each row: `[row][sample][class]`.
