@@ -366,6 +366,11 @@ pub struct TrainArgs {
     /// Label smoothing of the training loss, e.g. 0.1 (0: plain cross-entropy).
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
+    /// R-Drop: run each batch twice under different dropout masks and add this
+    /// weight times the symmetric KL divergence of the two predictions, e.g. 1
+    /// (0: off; doubles the cost of a step).
+    #[arg(long, default_value_t = 0.0)]
+    pub rdrop: f64,
     /// Keep an exponential moving average of the weights with this per-step
     /// decay (e.g. 0.999) and measure, select and save the averaged weights.
     #[arg(long)]
@@ -489,6 +494,7 @@ impl TrainArgs {
                 select_by: self.select_by,
                 token_mask_prob: self.token_mask,
                 label_smoothing: self.label_smoothing,
+                rdrop: self.rdrop,
                 ema_decay: self.ema_decay,
                 seed: self.seed,
             },

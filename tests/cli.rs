@@ -519,7 +519,7 @@ async fn db_migrate_is_repeatable_and_feedback_export_writes_corrections_as_json
 }
 
 #[test]
-fn weight_averaging_label_smoothing_and_extra_pretraining_texts_train_a_model() {
+fn weight_averaging_label_smoothing_r_drop_and_extra_pretraining_texts_train_a_model() {
     let dir = tempfile::tempdir().unwrap();
     let unlabelled = subset(dir.path(), "sms_spam.jsonl", 200);
     let model = train_tiny_with(
@@ -529,6 +529,8 @@ fn weight_averaging_label_smoothing_and_extra_pretraining_texts_train_a_model() 
             "0.9",
             "--label-smoothing",
             "0.1",
+            "--rdrop",
+            "1",
             "--pretrain-epochs",
             "1",
             "--pretrain-data",

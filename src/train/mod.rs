@@ -90,6 +90,10 @@ pub struct Optimisation {
     /// Label smoothing of the training loss (0: plain cross-entropy); the
     /// validation loss that selects epochs stays the plain NLL.
     pub label_smoothing: f64,
+    /// Weight α of the R-Drop consistency term (0: off). When above 0 each
+    /// batch runs twice under independent dropout masks and the loss is the
+    /// mean cross-entropy of both plus α times their symmetric KL divergence.
+    pub rdrop: f64,
     /// Per-step decay of an exponential moving average of the weights
     /// (`None`: no averaging). When set, the averaged weights are the ones
     /// measured each epoch, selected, early-stopped on and saved.
@@ -270,6 +274,9 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
             "label smoothing must be in [0, 1), not {}",
             opt.label_smoothing
         );
+    }
+    if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
+        bail!("the R-Drop weight must be 0 or more, not {}", opt.rdrop);
     }
     if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
         bail!("--pretrain-data needs --pretrain-epochs above 0");
@@ -706,19 +713,34 @@ impl<'a> Run<'a> {
                 _ => set.rows[i].clone(),
             })
             .collect();
-        let rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-        let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+        let opt = self.settings.optimisation;
         let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
-        let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
-        let loss = loss::smoothed_cross_entropy(
-            &logits,
-            &targets,
-            self.settings.optimisation.label_smoothing,
-        )?;
+        let loss = if opt.rdrop > 0.0 {
+            // R-Drop: the same (masked) inputs twice in one forward pass, the
+            // second copy under masks of its own keys.
+            let mut rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+            rows.extend(masked.iter().map(Vec::as_slice));
+            let mut both_keys = keys.clone();
+            both_keys.extend(keys.iter().map(|&k| mix(k, 0x2D)));
+            let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+            let logits = self
+                .training_net
+                .forward(&tokens, DropoutMode::On(&both_keys))?;
+            let n = batch.len();
+            let (first, second) = (logits.narrow(0, 0, n)?, logits.narrow(0, n, n)?);
+            let ce = (loss::smoothed_cross_entropy(&first, &targets, opt.label_smoothing)?
+                + loss::smoothed_cross_entropy(&second, &targets, opt.label_smoothing)?)?
+            .affine(0.5, 0.0)?;
+            (ce + loss::symmetric_kl(&first, &second)?.affine(opt.rdrop, 0.0)?)?
+        } else {
+            let rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+            let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+            let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
+            loss::smoothed_cross_entropy(&logits, &targets, opt.label_smoothing)?
+        };
         let grads = loss.backward()?;
-        self.optimizer
-            .step(&grads, lr, self.settings.optimisation.max_grad_norm)?;
+        self.optimizer.step(&grads, lr, opt.max_grad_norm)?;
         if let Some(ema) = &mut self.ema {
             ema.update()?;
         }
