@@ -371,6 +371,14 @@ pub struct TrainArgs {
     /// (0: off; doubles the cost of a step).
     #[arg(long, default_value_t = 0.0)]
     pub rdrop: f64,
+    /// A field holding a second, finer label (e.g. trec6's `fine_label`) to
+    /// learn as an auxiliary task while training; the model still predicts
+    /// only --label-field. Rows without it take no part in that task.
+    #[arg(long)]
+    pub aux_label_field: Option<String>,
+    /// Weight of the auxiliary task's cross-entropy in the training loss.
+    #[arg(long, default_value_t = 0.5)]
+    pub aux_weight: f64,
     /// Keep an exponential moving average of the weights with this per-step
     /// decay (e.g. 0.999) and measure, select and save the averaged weights.
     #[arg(long)]
@@ -465,6 +473,7 @@ impl TrainArgs {
                     calibration: self.calibration_fraction,
                     test: self.test_fraction,
                 },
+                aux_label_field: self.aux_label_field.clone(),
             },
             out: self.out.clone(),
             model: ModelSettings {
@@ -495,6 +504,7 @@ impl TrainArgs {
                 token_mask_prob: self.token_mask,
                 label_smoothing: self.label_smoothing,
                 rdrop: self.rdrop,
+                aux_weight: self.aux_weight,
                 ema_decay: self.ema_decay,
                 seed: self.seed,
             },
@@ -802,6 +812,7 @@ fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
             calibration: args.calibration_fraction,
             test: args.test_fraction,
         },
+        aux_label_field: None,
     };
     let splits = train::load_splits(&source, args.seed)?;
     std::fs::create_dir_all(&args.out)

@@ -551,6 +551,52 @@ fn weight_averaging_label_smoothing_r_drop_and_extra_pretraining_texts_train_a_m
 }
 
 #[test]
+fn an_auxiliary_fine_label_trains_a_model_that_still_predicts_the_main_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny_with(
+        dir.path(),
+        &["--aux-label-field", "fine_label", "--aux-weight", "1"],
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = config["id2label"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 6, "{labels:?}");
+    assert!(labels.contains(&"NUM"));
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&weights).unwrap();
+    assert!(
+        header.tensors().keys().all(|name| !name.contains("aux")),
+        "the auxiliary head is not saved"
+    );
+}
+
+#[test]
+fn an_auxiliary_label_field_with_a_single_value_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = candor(&[
+        "train",
+        "--data",
+        subset(dir.path(), "trec6.jsonl", 100).to_str().unwrap(),
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+        "--aux-label-field",
+        "label_that_is_not_there",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("label_that_is_not_there") && stderr(&o).contains("at least 2"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn pretraining_texts_without_pretraining_epochs_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let data = subset(dir.path(), "trec6.jsonl", 100);

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use read::{read_examples, read_texts};
+pub use read::{read_examples, read_examples_with_aux, read_texts};
 pub use split::{label_names, split};
 
 /// One labelled example as read from a file.
@@ -33,6 +33,10 @@ pub struct Example {
     pub text: String,
     /// The class, trimmed; integer labels in JSON become their decimal string.
     pub label: String,
+    /// A second, usually finer label (e.g. trec6's `fine_label`) that only
+    /// training uses, as an auxiliary task; never written to split files.
+    #[serde(skip)]
+    pub aux_label: Option<String>,
 }
 
 /// Which fields (JSON keys or header columns) hold the text and the label.

@@ -17,12 +17,37 @@ use super::{DataError, Example, FieldNames};
 /// in JSON become their decimal string. Fields other than the two named are
 /// ignored. The first bad row stops the reading with an error naming its line.
 pub fn read_examples(path: &Path, fields: &FieldNames) -> Result<Vec<Example>, DataError> {
-    let rows = read_rows(path, &[&fields.text, &fields.label])?;
+    read_examples_with_aux(path, fields, None)
+}
+
+/// [`read_examples`], also reading the auxiliary label field `aux` when
+/// given. A row may lack it (a JSON key absent or null): that example simply
+/// takes no part in the auxiliary task; a present value follows the rules of
+/// labels. In CSV and TSV the column must exist.
+pub fn read_examples_with_aux(
+    path: &Path,
+    fields: &FieldNames,
+    aux: Option<&str>,
+) -> Result<Vec<Example>, DataError> {
+    let mut wanted = vec![fields.text.as_str(), fields.label.as_str()];
+    wanted.extend(aux);
+    let rows = read_rows(path, &wanted)?;
     rows.into_iter()
         .map(|mut row| {
             let text = text_value(path, row.line, &fields.text, row.take(0))?;
             let label = label_value(path, row.line, &fields.label, row.take(1))?;
-            Ok(Example { text, label })
+            let aux_label = match aux {
+                Some(field) => match row.take(2) {
+                    None | Some(RawValue::Json(Value::Null)) => None,
+                    value => Some(label_value(path, row.line, field, value)?),
+                },
+                None => None,
+            };
+            Ok(Example {
+                text,
+                label,
+                aux_label,
+            })
         })
         .collect()
 }
@@ -447,6 +472,7 @@ mod tests {
         Example {
             text: text.to_owned(),
             label: label.to_owned(),
+            aux_label: None,
         }
     }
 
@@ -490,6 +516,36 @@ mod tests {
                 example("Dull.", "negative")
             ]
         );
+    }
+
+    #[test]
+    fn an_auxiliary_label_is_read_where_present_and_left_out_where_absent_or_null() {
+        let contents = concat!(
+            "{\"text\": \"Who?\", \"label\": \"HUM\", \"fine\": \"ind\"}\n",
+            "{\"text\": \"When?\", \"label\": \"NUM\", \"fine\": 3}\n",
+            "{\"text\": \"Where?\", \"label\": \"LOC\", \"fine\": null}\n",
+            "{\"text\": \"Why?\", \"label\": \"DESC\"}\n",
+        );
+        let (_dir, path) = file("jsonl", contents.as_bytes());
+        let examples = read_examples_with_aux(&path, &FieldNames::default(), Some("fine")).unwrap();
+        let aux: Vec<Option<&str>> = examples.iter().map(|e| e.aux_label.as_deref()).collect();
+        assert_eq!(aux, vec![Some("ind"), Some("3"), None, None]);
+        assert_eq!(examples[0].label, "HUM");
+    }
+
+    #[test]
+    fn a_malformed_auxiliary_label_is_an_error_naming_the_line_and_field() {
+        let contents = "{\"text\": \"Who?\", \"label\": \"HUM\", \"fine\": [1]}\n";
+        let (_dir, path) = file("jsonl", contents.as_bytes());
+        let message = read_examples_with_aux(&path, &FieldNames::default(), Some("fine"))
+            .unwrap_err()
+            .to_string();
+        assert_names_line(&message, "jsonl", 1, &["fine"]);
+        let (_dir, path) = file("csv", b"text,label\nWho?,HUM\n");
+        let message = read_examples_with_aux(&path, &FieldNames::default(), Some("fine"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("fine"), "{message}");
     }
 
     #[test]

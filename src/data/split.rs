@@ -187,6 +187,7 @@ mod tests {
         Example {
             text: text.to_owned(),
             label: label.to_owned(),
+            aux_label: None,
         }
     }
 

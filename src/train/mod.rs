@@ -49,6 +49,9 @@ pub struct DataSource {
     pub fields: FieldNames,
     /// Validation, calibration and test fractions when splitting.
     pub split: SplitFractions,
+    /// A field of the main and extra files holding a second label for the
+    /// auxiliary task (see [`Optimisation::aux_weight`]).
+    pub aux_label_field: Option<String>,
 }
 
 /// The model to build when not starting from a checkpoint.
@@ -94,6 +97,10 @@ pub struct Optimisation {
     /// batch runs twice under independent dropout masks and the loss is the
     /// mean cross-entropy of both plus α times their symmetric KL divergence.
     pub rdrop: f64,
+    /// Weight of the auxiliary task's cross-entropy when the data has an
+    /// auxiliary label: a second linear head on the pooled vector, used only
+    /// while training and then discarded, learns the auxiliary label too.
+    pub aux_weight: f64,
     /// Per-step decay of an exponential moving average of the weights
     /// (`None`: no averaging). When set, the averaged weights are the ones
     /// measured each epoch, selected, early-stopped on and saved.
@@ -165,7 +172,8 @@ pub struct TrainOutcome {
 
 /// Reads and splits the data as the settings say.
 pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
-    let main = data::read_examples(&source.train, &source.fields)?;
+    let aux = source.aux_label_field.as_deref();
+    let main = data::read_examples_with_aux(&source.train, &source.fields, aux)?;
     let read = |file: &Option<PathBuf>| -> anyhow::Result<Option<Vec<Example>>> {
         Ok(match file {
             Some(path) => Some(data::read_examples(path, &source.fields)?),
@@ -189,7 +197,10 @@ pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
     splits.calibration = calibration.unwrap_or(splits.calibration);
     splits.test = test.unwrap_or(splits.test);
     for extra in &source.extra {
-        let added = fold_in(&mut splits, data::read_examples(extra, &source.fields)?);
+        let added = fold_in(
+            &mut splits,
+            data::read_examples_with_aux(extra, &source.fields, aux)?,
+        );
         eprintln!(
             "{}: {} examples added, {} relabelled training examples, {} skipped because the text is held out for validation or test",
             extra.display(),
@@ -275,6 +286,12 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
             opt.label_smoothing
         );
     }
+    if !(opt.aux_weight >= 0.0 && opt.aux_weight.is_finite()) {
+        bail!(
+            "the auxiliary weight must be 0 or more, not {}",
+            opt.aux_weight
+        );
+    }
     if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
         bail!("the R-Drop weight must be 0 or more, not {}", opt.rdrop);
     }
@@ -302,7 +319,26 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     let training_net = BertClassifier::load(vb.clone(), &config, Kernels::Differentiable)?;
     let eval_net = BertClassifier::load(vb, &config, Kernels::Fast)?;
 
-    let train_set = EncodedSet::new(&encoder, &splits.train, &labels)?;
+    let mut train_set = EncodedSet::new(&encoder, &splits.train, &labels)?;
+    let aux_head = match &settings.data.aux_label_field {
+        Some(field) => {
+            let aux_labels = train_set.attach_aux_labels(&splits.train);
+            if aux_labels.len() < 2 {
+                bail!(
+                    "the auxiliary label field {field:?} has {} distinct values in the training split; it needs at least 2",
+                    aux_labels.len()
+                );
+            }
+            eprintln!(
+                "auxiliary task: {} labels of {field:?} on {} of {} training examples",
+                aux_labels.len(),
+                train_set.aux_targets.iter().flatten().count(),
+                train_set.len()
+            );
+            Some(AuxHead::new(&config, aux_labels.len(), opt.seed, &device)?)
+        }
+        None => None,
+    };
     let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
     if settings.pretrain_epochs > 0 {
         let mask_id = encoder
@@ -327,7 +363,14 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
         };
         pretrain::pretrain(&training_net, &varmap, &config, &rows, pretraining)?;
     }
-    let mut run = Run::new(&varmap, &training_net, &eval_net, &encoder, settings)?;
+    let mut run = Run::new(
+        &varmap,
+        &training_net,
+        &eval_net,
+        &encoder,
+        aux_head,
+        settings,
+    )?;
     let fitted = run.fit(&train_set, &val_set)?;
 
     std::fs::create_dir_all(&settings.out)
@@ -510,6 +553,9 @@ pub struct EncodedSet {
     pub rows: Vec<Vec<u32>>,
     /// Class index per example.
     pub targets: Vec<u32>,
+    /// Auxiliary class index per example, where it has an auxiliary label
+    /// (empty unless [`EncodedSet::attach_aux_labels`] ran).
+    pub aux_targets: Vec<Option<u32>>,
 }
 
 impl EncodedSet {
@@ -528,7 +574,29 @@ impl EncodedSet {
         Ok(Self {
             rows: encoder.encode_all(&texts)?,
             targets,
+            aux_targets: Vec::new(),
         })
+    }
+
+    /// Indexes the auxiliary labels of `examples` (the ones this set was
+    /// encoded from), in sorted order; returns that label list.
+    fn attach_aux_labels(&mut self, examples: &[Example]) -> Vec<String> {
+        let mut names: Vec<String> = examples
+            .iter()
+            .filter_map(|e| e.aux_label.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        self.aux_targets = examples
+            .iter()
+            .map(|e| {
+                e.aux_label
+                    .as_ref()
+                    .and_then(|l| names.binary_search(l).ok())
+                    .map(|i| i as u32)
+            })
+            .collect();
+        names
     }
 
     fn len(&self) -> usize {
@@ -546,6 +614,48 @@ pub struct Fitted {
     pub examples_per_second: f64,
 }
 
+/// The auxiliary task's head: a linear map of the pooled vector to the
+/// auxiliary labels. It lives outside the model's parameters, so it is
+/// neither averaged nor saved.
+struct AuxHead {
+    weight: Var,
+    bias: Var,
+}
+
+impl AuxHead {
+    fn new(config: &BertConfig, labels: usize, seed: u64, device: &Device) -> anyhow::Result<Self> {
+        let mut rng = SeededRng::new(mix(seed, 0xA0C5));
+        let h = config.hidden_size;
+        let values: Vec<f32> = (0..labels * h)
+            .map(|_| (rng.normal() * config.initializer_range) as f32)
+            .collect();
+        Ok(Self {
+            weight: Var::from_tensor(&Tensor::from_vec(values, (labels, h), device)?)?,
+            bias: Var::zeros(labels, DType::F32, device)?,
+        })
+    }
+
+    /// Mean cross-entropy of the auxiliary labels over the rows of `pooled`
+    /// that have one (`None` when none of them has).
+    fn loss(&self, pooled: &Tensor, targets: &[Option<u32>]) -> anyhow::Result<Option<Tensor>> {
+        let (rows, labels): (Vec<u32>, Vec<u32>) = targets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i as u32, t)))
+            .unzip();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let device = pooled.device();
+        let x = pooled.index_select(&Tensor::new(rows.as_slice(), device)?, 0)?;
+        let logits = x
+            .matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?;
+        let labels = Tensor::new(labels.as_slice(), device)?;
+        Ok(Some(candle_nn::loss::cross_entropy(&logits, &labels)?))
+    }
+}
+
 /// One training run's moving parts.
 struct Run<'a> {
     varmap: &'a VarMap,
@@ -556,6 +666,7 @@ struct Run<'a> {
     settings: &'a TrainSettings,
     optimizer: AdamW,
     ema: Option<Ema>,
+    aux_head: Option<AuxHead>,
     device: Device,
 }
 
@@ -565,6 +676,7 @@ impl<'a> Run<'a> {
         training_net: &'a BertClassifier,
         eval_net: &'a BertClassifier,
         encoder: &TextEncoder,
+        aux_head: Option<AuxHead>,
         settings: &'a TrainSettings,
     ) -> anyhow::Result<Self> {
         let opt = settings.optimisation;
@@ -579,7 +691,7 @@ impl<'a> Run<'a> {
             named
         };
         // As in BERT, biases and LayerNorm parameters take no weight decay.
-        let params = named
+        let mut params: Vec<(Var, bool)> = named
             .iter()
             .map(|(name, var)| {
                 (
@@ -588,6 +700,10 @@ impl<'a> Run<'a> {
                 )
             })
             .collect();
+        if let Some(head) = &aux_head {
+            params.push((head.weight.clone(), true));
+            params.push((head.bias.clone(), false));
+        }
         let ema = match opt.ema_decay {
             Some(decay) => Some(Ema::new(named, decay)?),
             None => None,
@@ -605,6 +721,7 @@ impl<'a> Run<'a> {
             settings,
             optimizer: AdamW::new(params, settings_adamw),
             ema,
+            aux_head,
             device: Device::Cpu,
         })
     }
@@ -716,6 +833,7 @@ impl<'a> Run<'a> {
         let opt = self.settings.optimisation;
         let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
+        let mut aux_term = None;
         let loss = if opt.rdrop > 0.0 {
             // R-Drop: the same (masked) inputs twice in one forward pass, the
             // second copy under masks of its own keys.
@@ -724,9 +842,12 @@ impl<'a> Run<'a> {
             let mut both_keys = keys.clone();
             both_keys.extend(keys.iter().map(|&k| mix(k, 0x2D)));
             let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
-            let logits = self
-                .training_net
-                .forward(&tokens, DropoutMode::On(&both_keys))?;
+            let mode = DropoutMode::On(&both_keys);
+            let pooled = self.training_net.pooled(&tokens, mode)?;
+            let logits = self.training_net.classify(&pooled, mode)?;
+            if let Some(aux) = self.aux_loss(set, batch, &pooled)? {
+                aux_term = Some(aux);
+            }
             let n = batch.len();
             let (first, second) = (logits.narrow(0, 0, n)?, logits.narrow(0, n, n)?);
             let ce = (loss::smoothed_cross_entropy(&first, &targets, opt.label_smoothing)?
@@ -736,8 +857,15 @@ impl<'a> Run<'a> {
         } else {
             let rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
             let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
-            let logits = self.training_net.forward(&tokens, DropoutMode::On(&keys))?;
+            let mode = DropoutMode::On(&keys);
+            let pooled = self.training_net.pooled(&tokens, mode)?;
+            let logits = self.training_net.classify(&pooled, mode)?;
+            aux_term = self.aux_loss(set, batch, &pooled)?;
             loss::smoothed_cross_entropy(&logits, &targets, opt.label_smoothing)?
+        };
+        let loss = match aux_term {
+            Some(aux) => (loss + aux.affine(opt.aux_weight, 0.0)?)?,
+            None => loss,
         };
         let grads = loss.backward()?;
         self.optimizer.step(&grads, lr, opt.max_grad_norm)?;
@@ -745,6 +873,21 @@ impl<'a> Run<'a> {
             ema.update()?;
         }
         Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    /// The auxiliary task's loss on a batch whose pooled vectors are the
+    /// first rows of `pooled` (R-Drop's second copy is left to the main loss).
+    fn aux_loss(
+        &self,
+        set: &EncodedSet,
+        batch: &[usize],
+        pooled: &Tensor,
+    ) -> anyhow::Result<Option<Tensor>> {
+        let Some(head) = &self.aux_head else {
+            return Ok(None);
+        };
+        let targets: Vec<Option<u32>> = batch.iter().map(|&i| set.aux_targets[i]).collect();
+        head.loss(&pooled.narrow(0, 0, batch.len())?, &targets)
     }
 
     /// Loss and accuracy of the deterministic model (dropout off) on a set.
@@ -872,6 +1015,7 @@ mod tests {
         Example {
             text: text.into(),
             label: label.into(),
+            aux_label: None,
         }
     }
 
