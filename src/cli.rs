@@ -379,6 +379,11 @@ pub struct TrainArgs {
     /// Weight of the auxiliary task's cross-entropy in the training loss.
     #[arg(long, default_value_t = 0.5)]
     pub aux_weight: f64,
+    /// Layer-wise learning-rate decay, e.g. 0.9 when fine-tuning: each encoder
+    /// layer below the top trains at this fraction of the rate of the one
+    /// above, the embeddings below the lowest (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub layer_lr_decay: f64,
     /// Keep an exponential moving average of the weights with this per-step
     /// decay (e.g. 0.999) and measure, select and save the averaged weights.
     #[arg(long)]
@@ -505,6 +510,7 @@ impl TrainArgs {
                 label_smoothing: self.label_smoothing,
                 rdrop: self.rdrop,
                 aux_weight: self.aux_weight,
+                layer_lr_decay: self.layer_lr_decay,
                 ema_decay: self.ema_decay,
                 seed: self.seed,
             },

@@ -386,6 +386,11 @@ impl BertClassifier {
         Ok(x)
     }
 
+    /// The number of encoder layers.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
     /// The word-embedding table `(vocab, hidden)`, which a masked-language-model head shares.
     pub fn word_embeddings(&self) -> &Tensor {
         self.embeddings.word.embeddings()

@@ -101,6 +101,11 @@ pub struct Optimisation {
     /// auxiliary label: a second linear head on the pooled vector, used only
     /// while training and then discarded, learns the auxiliary label too.
     pub aux_weight: f64,
+    /// Layer-wise learning-rate decay (1: off): the classifier and pooler
+    /// train at the learning rate, encoder layer i of L at `d^(L − i)` times
+    /// it and the embeddings at `d^(L + 1)` times it, so fine-tuning moves
+    /// the lower, more general layers of a pretrained encoder least.
+    pub layer_lr_decay: f64,
     /// Per-step decay of an exponential moving average of the weights
     /// (`None`: no averaging). When set, the averaged weights are the ones
     /// measured each epoch, selected, early-stopped on and saved.
@@ -290,6 +295,12 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
         bail!(
             "the auxiliary weight must be 0 or more, not {}",
             opt.aux_weight
+        );
+    }
+    if !(opt.layer_lr_decay > 0.0 && opt.layer_lr_decay <= 1.0) {
+        bail!(
+            "the layer-wise learning-rate decay must be in (0, 1], not {}",
+            opt.layer_lr_decay
         );
     }
     if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
@@ -656,6 +667,24 @@ impl AuxHead {
     }
 }
 
+/// The learning-rate scale of parameter `name` under layer-wise decay `decay`
+/// in a model of `layers` encoder layers (see [`Optimisation::layer_lr_decay`]).
+fn layer_lr_scale(name: &str, layers: usize, decay: f64) -> f64 {
+    let depth = if name.starts_with("bert.embeddings.") {
+        layers + 1
+    } else if let Some(rest) = name.strip_prefix("bert.encoder.layer.") {
+        let index: usize = rest
+            .split('.')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
+        layers.saturating_sub(index)
+    } else {
+        0
+    };
+    decay.powi(depth as i32)
+}
+
 /// One training run's moving parts.
 struct Run<'a> {
     varmap: &'a VarMap,
@@ -691,18 +720,20 @@ impl<'a> Run<'a> {
             named
         };
         // As in BERT, biases and LayerNorm parameters take no weight decay.
-        let mut params: Vec<(Var, bool)> = named
+        let layers = training_net.layer_count();
+        let mut params: Vec<(Var, bool, f64)> = named
             .iter()
             .map(|(name, var)| {
                 (
                     var.clone(),
                     !name.ends_with(".bias") && !name.contains("LayerNorm"),
+                    layer_lr_scale(name, layers, opt.layer_lr_decay),
                 )
             })
             .collect();
         if let Some(head) = &aux_head {
-            params.push((head.weight.clone(), true));
-            params.push((head.bias.clone(), false));
+            params.push((head.weight.clone(), true, 1.0));
+            params.push((head.bias.clone(), false, 1.0));
         }
         let ema = match opt.ema_decay {
             Some(decay) => Some(Ema::new(named, decay)?),
@@ -719,7 +750,7 @@ impl<'a> Run<'a> {
             pad_id: encoder.pad_id(),
             mask_id: encoder.mask_id(),
             settings,
-            optimizer: AdamW::new(params, settings_adamw),
+            optimizer: AdamW::with_scales(params, settings_adamw),
             ema,
             aux_head,
             device: Device::Cpu,
@@ -1017,6 +1048,23 @@ mod tests {
             label: label.into(),
             aux_label: None,
         }
+    }
+
+    #[test]
+    fn layer_wise_decay_scales_lower_layers_more_and_leaves_the_head_alone() {
+        let scale = |name| layer_lr_scale(name, 2, 0.5);
+        assert_eq!(scale("classifier.weight"), 1.0);
+        assert_eq!(scale("bert.pooler.dense.weight"), 1.0);
+        assert_eq!(scale("bert.encoder.layer.1.output.dense.weight"), 0.5);
+        assert_eq!(
+            scale("bert.encoder.layer.0.attention.self.query.bias"),
+            0.25
+        );
+        assert_eq!(scale("bert.embeddings.word_embeddings.weight"), 0.125);
+        assert_eq!(
+            layer_lr_scale("bert.embeddings.word_embeddings.weight", 2, 1.0),
+            1.0
+        );
     }
 
     #[test]

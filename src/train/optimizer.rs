@@ -37,6 +37,8 @@ impl Default for AdamWSettings {
 struct Slot {
     var: Var,
     decays: bool,
+    /// Multiplies the learning rate (and so the decoupled weight decay) of this parameter.
+    lr_scale: f64,
     first: Vec<f32>,
     second: Vec<f32>,
 }
@@ -51,13 +53,20 @@ pub struct AdamW {
 impl AdamW {
     /// Optimises `params`; those marked `true` take weight decay.
     pub fn new(params: Vec<(Var, bool)>, settings: AdamWSettings) -> Self {
+        let scaled = params.into_iter().map(|(v, d)| (v, d, 1.0)).collect();
+        Self::with_scales(scaled, settings)
+    }
+
+    /// Optimises `params` given as (parameter, takes weight decay, learning-rate scale).
+    pub fn with_scales(params: Vec<(Var, bool, f64)>, settings: AdamWSettings) -> Self {
         let slots = params
             .into_iter()
-            .map(|(var, decays)| {
+            .map(|(var, decays, lr_scale)| {
                 let n = var.elem_count();
                 Slot {
                     var,
                     decays,
+                    lr_scale,
                     first: vec![0.0; n],
                     second: vec![0.0; n],
                 }
@@ -96,6 +105,7 @@ impl AdamW {
         let scale_v = 1.0 / (1.0 - s.beta2.powi(self.steps));
         for (slot, gradient) in self.slots.iter_mut().zip(gradients) {
             let Some(gradient) = gradient else { continue };
+            let lr = lr * slot.lr_scale;
             let decay = if slot.decays {
                 1.0 - lr * s.weight_decay
             } else {
@@ -161,6 +171,29 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
+    }
+
+    #[test]
+    fn a_learning_rate_scale_is_the_same_as_a_scaled_learning_rate() {
+        let start = Tensor::new(&[0.5f32, 0.5, 0.5], &Device::Cpu).unwrap();
+        let scaled = Var::from_tensor(&start).unwrap();
+        let plain = Var::from_tensor(&start).unwrap();
+        let mut a = AdamW::with_scales(vec![(scaled.clone(), true, 0.5)], AdamWSettings::default());
+        let mut b = AdamW::new(vec![(plain.clone(), true)], AdamWSettings::default());
+        for _ in 0..5 {
+            a.step(&quadratic_loss(&scaled).backward().unwrap(), 0.2, 0.0)
+                .unwrap();
+            b.step(&quadratic_loss(&plain).backward().unwrap(), 0.1, 0.0)
+                .unwrap();
+        }
+        assert_eq!(
+            scaled.as_tensor().to_vec1::<f32>().unwrap(),
+            plain.as_tensor().to_vec1::<f32>().unwrap()
+        );
+        assert_ne!(
+            scaled.as_tensor().to_vec1::<f32>().unwrap(),
+            start.to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]
