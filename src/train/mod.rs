@@ -864,40 +864,30 @@ impl<'a> Run<'a> {
         let opt = self.settings.optimisation;
         let targets: Vec<u32> = batch.iter().map(|&i| set.targets[i]).collect();
         let targets = Tensor::new(targets.as_slice(), &self.device)?;
-        let mut aux_term = None;
-        let loss = if opt.rdrop > 0.0 {
-            // R-Drop: the same (masked) inputs twice in one forward pass, the
-            // second copy under masks of its own keys.
-            let mut rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+        // R-Drop runs the same (masked) inputs twice in one forward pass, the
+        // second copy under dropout masks of its own keys.
+        let mut rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+        let mut all_keys = keys.clone();
+        if opt.rdrop > 0.0 {
             rows.extend(masked.iter().map(Vec::as_slice));
-            let mut both_keys = keys.clone();
-            both_keys.extend(keys.iter().map(|&k| mix(k, 0x2D)));
-            let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
-            let mode = DropoutMode::On(&both_keys);
-            let pooled = self.training_net.pooled(&tokens, mode)?;
-            let logits = self.training_net.classify(&pooled, mode)?;
-            if let Some(aux) = self.aux_loss(set, batch, &pooled)? {
-                aux_term = Some(aux);
-            }
-            let n = batch.len();
-            let (first, second) = (logits.narrow(0, 0, n)?, logits.narrow(0, n, n)?);
-            let ce = (loss::smoothed_cross_entropy(&first, &targets, opt.label_smoothing)?
-                + loss::smoothed_cross_entropy(&second, &targets, opt.label_smoothing)?)?
-            .affine(0.5, 0.0)?;
-            (ce + loss::symmetric_kl(&first, &second)?.affine(opt.rdrop, 0.0)?)?
-        } else {
-            let rows: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-            let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
-            let mode = DropoutMode::On(&keys);
-            let pooled = self.training_net.pooled(&tokens, mode)?;
-            let logits = self.training_net.classify(&pooled, mode)?;
-            aux_term = self.aux_loss(set, batch, &pooled)?;
-            loss::smoothed_cross_entropy(&logits, &targets, opt.label_smoothing)?
-        };
-        let loss = match aux_term {
-            Some(aux) => (loss + aux.affine(opt.aux_weight, 0.0)?)?,
-            None => loss,
-        };
+            all_keys.extend(keys.iter().map(|&k| mix(k, 0x2D)));
+        }
+        let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
+        let mode = DropoutMode::On(&all_keys);
+        let pooled = self.training_net.pooled(&tokens, mode)?;
+        let logits = self.training_net.classify(&pooled, mode)?;
+        let n = batch.len();
+        let first = logits.narrow(0, 0, n)?;
+        let mut loss = loss::smoothed_cross_entropy(&first, &targets, opt.label_smoothing)?;
+        if opt.rdrop > 0.0 {
+            let second = logits.narrow(0, n, n)?;
+            let ce = loss::smoothed_cross_entropy(&second, &targets, opt.label_smoothing)?;
+            let agreement = loss::symmetric_kl(&first, &second)?.affine(opt.rdrop, 0.0)?;
+            loss = ((loss + ce)?.affine(0.5, 0.0)? + agreement)?;
+        }
+        if let Some(aux) = self.aux_loss(set, batch, &pooled.narrow(0, 0, n)?)? {
+            loss = (loss + aux.affine(opt.aux_weight, 0.0)?)?;
+        }
         let grads = loss.backward()?;
         self.optimizer.step(&grads, lr, opt.max_grad_norm)?;
         if let Some(ema) = &mut self.ema {
@@ -906,8 +896,7 @@ impl<'a> Run<'a> {
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 
-    /// The auxiliary task's loss on a batch whose pooled vectors are the
-    /// first rows of `pooled` (R-Drop's second copy is left to the main loss).
+    /// The auxiliary task's loss on a batch given its pooled vectors.
     fn aux_loss(
         &self,
         set: &EncodedSet,
@@ -918,7 +907,7 @@ impl<'a> Run<'a> {
             return Ok(None);
         };
         let targets: Vec<Option<u32>> = batch.iter().map(|&i| set.aux_targets[i]).collect();
-        head.loss(&pooled.narrow(0, 0, batch.len())?, &targets)
+        head.loss(pooled, &targets)
     }
 
     /// Loss and accuracy of the deterministic model (dropout off) on a set.
