@@ -34,6 +34,11 @@ fn subset(dir: &Path, data: &str, n: usize) -> PathBuf {
     path
 }
 
+/// The JSON document in `path`.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn train_tiny(dir: &Path) -> PathBuf {
     train_tiny_with(dir, &[])
 }
@@ -79,9 +84,7 @@ fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
 fn training_calibrates_on_its_own_split_and_calibrate_refits_with_a_default_policy() {
     let dir = tempfile::tempdir().unwrap();
     let model = train_tiny(dir.path());
-    let read = |file: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(model.join(file)).unwrap()).unwrap()
-    };
+    let read = |file: &str| read_json(&model.join(file));
     let metrics = read("metrics.json");
     let calibration = read("calibration.json");
     let examples = metrics["examples"]["calibration"].as_u64().unwrap();
@@ -165,15 +168,12 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
     ] {
         assert!(model.join(file).is_file(), "{file} is missing");
     }
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&model.join("config.json"));
     assert_eq!(config["model_type"], "bert");
     assert_eq!(config["architectures"][0], "BertForSequenceClassification");
     assert_eq!(config["id2label"].as_object().unwrap().len(), 6);
     assert!(config["candor"]["temperature"].as_f64().unwrap() > 0.0);
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
-            .unwrap();
+    let metrics = read_json(&model.join("metrics.json"));
     for split in ["train", "val", "test"] {
         let acc = metrics[split]["deterministic"]["accuracy"]
             .as_f64()
@@ -218,9 +218,7 @@ fn train_writes_a_complete_model_directory_that_eval_and_predict_use() {
         split_dir.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
-            .unwrap();
+    let metrics = read_json(&model.join("metrics.json"));
     for name in ["train", "val", "calibration", "test"] {
         let lines = std::fs::read_to_string(split_dir.join(format!("{name}.jsonl")))
             .unwrap()
@@ -436,8 +434,7 @@ fn init_from_reuses_a_checkpoints_tokenizer_and_encoder_with_a_fresh_head() {
         std::fs::read_to_string(base.join("tokenizer.json")).unwrap(),
         std::fs::read_to_string(out.join("tokenizer.json")).unwrap()
     );
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&out.join("config.json"));
     assert_eq!(config["id2label"]["0"], "ham");
     assert_eq!(config["hidden_size"], 32);
 }
@@ -537,9 +534,7 @@ fn weight_averaging_label_smoothing_r_drop_and_extra_pretraining_texts_train_a_m
             unlabelled.to_str().unwrap(),
         ],
     );
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("metrics.json")).unwrap())
-            .unwrap();
+    let metrics = read_json(&model.join("metrics.json"));
     assert!(metrics["best_epoch"].as_u64().unwrap() >= 1);
     let o = candor(&[
         "predict",
@@ -557,8 +552,7 @@ fn an_auxiliary_fine_label_trains_a_model_that_still_predicts_the_main_labels() 
         dir.path(),
         &["--aux-label-field", "fine_label", "--aux-weight", "1"],
     );
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&model.join("config.json"));
     let labels: Vec<&str> = config["id2label"]
         .as_object()
         .unwrap()
