@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::data::{self, FieldNames, SplitFractions};
 use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
 use crate::store::{redact, Store};
-use crate::train::{self, DataSource, ModelSettings, Optimisation, Selection, TrainSettings};
+use crate::train::{
+    self, DataSource, Distillation, ModelSettings, Optimisation, Selection, TrainSettings,
+};
 use crate::uncertainty::calibration::{self, AbstentionPolicy};
 use crate::uncertainty::{self, evaluate, McSummary};
 
@@ -388,6 +390,20 @@ pub struct TrainArgs {
     /// decay (e.g. 0.999) and measure, select and save the averaged weights.
     #[arg(long)]
     pub ema_decay: Option<f64>,
+    /// A trained candor model directory whose predictions on the training
+    /// texts join the loss as soft targets (knowledge distillation).
+    /// Repeatable: several teachers' probabilities are averaged, which
+    /// distils an ensemble into one model.
+    #[arg(long)]
+    pub teacher: Vec<PathBuf>,
+    /// Weight of the teachers' soft targets in the training loss; the labels
+    /// keep the rest (1: the teachers only).
+    #[arg(long, default_value_t = 0.5)]
+    pub distill_weight: f64,
+    /// Softmax temperature of teachers and student in the distillation term
+    /// (above 1 the teachers' smaller probabilities weigh more).
+    #[arg(long, default_value_t = 1.0)]
+    pub distill_temperature: f64,
     /// Seed of splits, initial weights, batch order and dropout.
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -512,8 +528,13 @@ impl TrainArgs {
                 aux_weight: self.aux_weight,
                 layer_lr_decay: self.layer_lr_decay,
                 ema_decay: self.ema_decay,
+                distillation: Distillation {
+                    weight: self.distill_weight,
+                    temperature: self.distill_temperature,
+                },
                 seed: self.seed,
             },
+            teachers: self.teacher.clone(),
             init_from: self.init_from.clone(),
             pretrain_epochs: self.pretrain_epochs,
             pretrain_data: self.pretrain_data.clone(),

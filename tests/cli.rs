@@ -606,3 +606,68 @@ fn pretraining_texts_without_pretraining_epochs_are_rejected() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--pretrain-epochs"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_student_learns_from_its_teachers_and_a_teacher_of_other_labels_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = train_tiny(&dir.path().join("teacher"));
+    let teacher_arg = teacher.to_str().unwrap();
+    // Same data, flags and seed as the teacher: only the soft targets differ,
+    // and a run with one seed is otherwise identical (see above).
+    let student = train_tiny_with(
+        &dir.path().join("student"),
+        &[
+            "--teacher",
+            teacher_arg,
+            "--teacher",
+            teacher_arg,
+            "--distill-weight",
+            "1",
+            "--distill-temperature",
+            "2",
+        ],
+    );
+    let weights = |m: &Path| std::fs::read(m.join("model.safetensors")).unwrap();
+    assert_ne!(weights(&student), weights(&teacher));
+    let o = candor(&[
+        "predict",
+        "--model",
+        student.to_str().unwrap(),
+        "Who wrote Hamlet?",
+    ]);
+    assert!(o.status.success(), "predict failed: {}", stderr(&o));
+
+    let spam = subset(dir.path(), "sms_spam.jsonl", 200);
+    let out = dir.path().join("spam");
+    let base = [
+        "train",
+        "--data",
+        spam.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--hidden",
+        "32",
+        "--heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--teacher",
+        teacher_arg,
+    ];
+    let o = candor(&base);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("predicts the labels"), "{}", stderr(&o));
+    let o = candor(&[&base[..], &["--distill-weight", "1.5"]].concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("distillation weight must be in [0, 1]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists(), "a failed run writes no model");
+}

@@ -1,4 +1,5 @@
-//! The training loss: cross-entropy, optionally with label smoothing.
+//! The training loss: cross-entropy, optionally with label smoothing, and
+//! the consistency (R-Drop) and distillation terms.
 //!
 //! Label smoothing trains against `(1 − ε)` on the true class plus `ε/K`
 //! spread over all `K` classes, i.e. `(1 − ε)·NLL + ε·mean_k(−log p_k)`: the
@@ -40,6 +41,16 @@ pub fn symmetric_kl(logits_p: &Tensor, logits_q: &Tensor) -> Result<Tensor> {
     per_row.mean_all()?.affine(0.5, 0.0)
 }
 
+/// Mean over the batch of the cross-entropy `−Σ p·log q` of the student's
+/// distribution `q = softmax(logits / T)` against `targets (batch, classes)`,
+/// the teachers' probabilities (already at temperature `T`), times `T²` so
+/// the gradients keep their size as `T` grows (Hinton et al., 2015).
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
+    let log_q = candle_nn::ops::log_softmax(&logits.affine(1.0 / temperature, 0.0)?, D::Minus1)?;
+    let per_row = (targets * log_q)?.sum(D::Minus1)?.neg()?;
+    per_row.mean_all()?.affine(temperature * temperature, 0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +85,34 @@ mod tests {
         let expected = (2.0 * s - 1.0) / 2.0;
         let got = symmetric_kl(&a, &b).unwrap().to_scalar::<f32>().unwrap() as f64;
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+    }
+
+    #[test]
+    fn soft_targets_on_one_class_give_the_plain_cross_entropy_and_scale_with_the_temperature() {
+        let logits = Tensor::new(&[[0.3f32, -1.0], [2.0, 0.5]], &Device::Cpu).unwrap();
+        let one_hot = Tensor::new(&[[0.0f32, 1.0], [1.0, 0.0]], &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[1u32, 0], &Device::Cpu).unwrap();
+        let soft = soft_cross_entropy(&logits, &one_hot, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let plain = candle_nn::loss::cross_entropy(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((soft - plain).abs() < 1e-6, "{soft} vs {plain}");
+        // At T = 2 the logits are halved and the loss is multiplied by 4.
+        let halved = logits.affine(0.5, 0.0).unwrap();
+        let expected = 4.0
+            * candle_nn::loss::cross_entropy(&halved, &targets)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+        let at_two = soft_cross_entropy(&logits, &one_hot, 2.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((at_two - expected).abs() < 1e-5, "{at_two} vs {expected}");
     }
 
     #[test]

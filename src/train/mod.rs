@@ -110,8 +110,24 @@ pub struct Optimisation {
     /// (`None`: no averaging). When set, the averaged weights are the ones
     /// measured each epoch, selected, early-stopped on and saved.
     pub ema_decay: Option<f64>,
+    /// How teachers' soft targets enter the loss (used only with teachers).
+    pub distillation: Distillation,
     /// Seeds splitting, initial weights, batch order and dropout masks.
     pub seed: u64,
+}
+
+/// Knowledge distillation: the training loss mixes the labels with the
+/// averaged predictions of teacher models on the same texts (Hinton et al.,
+/// 2015). Distilling an ensemble of models trained from scratch on the same
+/// split is still training from scratch: no pretrained weights and no data
+/// beyond the training split.
+#[derive(Debug, Clone, Copy)]
+pub struct Distillation {
+    /// Weight of the soft targets; the labels' cross-entropy gets `1 − weight`.
+    pub weight: f64,
+    /// Softmax temperature of teachers and student in the soft term, whose
+    /// loss is scaled by its square so its gradients keep their size.
+    pub temperature: f64,
 }
 
 /// The validation score that picks the best epoch.
@@ -145,6 +161,9 @@ pub struct TrainSettings {
     pub optimisation: Optimisation,
     /// A Hugging Face BERT checkpoint to fine-tune instead of starting from scratch.
     pub init_from: Option<PathBuf>,
+    /// Trained candor models whose averaged predictions on the training
+    /// texts are soft targets (see [`Distillation`]); empty: none.
+    pub teachers: Vec<PathBuf>,
     /// Epochs of masked-language-model pre-training on the training texts before fine-tuning (0: none).
     pub pretrain_epochs: usize,
     /// Further files whose texts join the training texts for pre-training
@@ -306,6 +325,19 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
         bail!("the R-Drop weight must be 0 or more, not {}", opt.rdrop);
     }
+    let distil = opt.distillation;
+    if !(0.0..=1.0).contains(&distil.weight) {
+        bail!(
+            "the distillation weight must be in [0, 1], not {}",
+            distil.weight
+        );
+    }
+    if !(distil.temperature > 0.0 && distil.temperature.is_finite()) {
+        bail!(
+            "the distillation temperature must be above 0, not {}",
+            distil.temperature
+        );
+    }
     if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
         bail!("--pretrain-data needs --pretrain-epochs above 0");
     }
@@ -350,6 +382,14 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
         }
         None => None,
     };
+    if !settings.teachers.is_empty() {
+        train_set.soft_targets = teacher_probabilities(
+            &settings.teachers,
+            &splits.train,
+            &labels,
+            distil.temperature,
+        )?;
+    }
     let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
     if settings.pretrain_epochs > 0 {
         let mask_id = encoder
@@ -392,6 +432,58 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
 
     let outcome = artifacts::finish(&settings.out, settings, &splits, fitted)?;
     Ok(outcome)
+}
+
+/// The teachers' averaged probabilities (at `temperature`) for each of
+/// `examples`, in the class order of `labels`. Each teacher reads the texts
+/// with its own tokenizer and must know exactly the training labels.
+fn teacher_probabilities(
+    teachers: &[PathBuf],
+    examples: &[Example],
+    labels: &[String],
+    temperature: f64,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    let mut sum = vec![vec![0f32; labels.len()]; texts.len()];
+    for dir in teachers {
+        let teacher = model::Classifier::load(dir)
+            .with_context(|| format!("loading teacher {}", dir.display()))?;
+        let mut theirs = teacher.labels.clone();
+        theirs.sort();
+        let mut ours = labels.to_vec();
+        ours.sort();
+        if theirs != ours {
+            bail!(
+                "teacher {} predicts the labels {:?}, the training data has {:?}",
+                dir.display(),
+                teacher.labels,
+                labels
+            );
+        }
+        // Column of each of our classes among the teacher's.
+        let columns: Vec<usize> = labels
+            .iter()
+            .map(|l| teacher.labels.iter().position(|t| t == l).unwrap_or(0))
+            .collect();
+        let rows = teacher.encoder.encode_all(&texts)?;
+        let logits = teacher.logits_for_all(&rows, 64)?;
+        for (acc, row) in sum.iter_mut().zip(&logits) {
+            let probs = model::softmax(row, temperature);
+            for (a, &c) in acc.iter_mut().zip(&columns) {
+                *a += probs[c];
+            }
+        }
+        eprintln!(
+            "teacher {}: soft targets for {} training texts",
+            dir.display(),
+            texts.len()
+        );
+    }
+    let n = teachers.len() as f32;
+    for row in &mut sum {
+        row.iter_mut().for_each(|p| *p /= n);
+    }
+    Ok(sum)
 }
 
 /// The texts of `--pretrain-data` that are neither training texts (already
@@ -567,6 +659,9 @@ pub struct EncodedSet {
     /// Auxiliary class index per example, where it has an auxiliary label
     /// (empty unless [`EncodedSet::attach_aux_labels`] ran).
     pub aux_targets: Vec<Option<u32>>,
+    /// Teachers' averaged class probabilities per example (empty: no
+    /// distillation).
+    pub soft_targets: Vec<Vec<f32>>,
 }
 
 impl EncodedSet {
@@ -586,6 +681,7 @@ impl EncodedSet {
             rows: encoder.encode_all(&texts)?,
             targets,
             aux_targets: Vec::new(),
+            soft_targets: Vec::new(),
         })
     }
 
@@ -877,11 +973,34 @@ impl<'a> Run<'a> {
         let pooled = self.training_net.pooled(&tokens, mode)?;
         let logits = self.training_net.classify(&pooled, mode)?;
         let n = batch.len();
+        let soft = if set.soft_targets.is_empty() {
+            None
+        } else {
+            let flat: Vec<f32> = batch
+                .iter()
+                .flat_map(|&i| set.soft_targets[i].iter().copied())
+                .collect();
+            let classes = set.soft_targets[batch[0]].len();
+            Some(Tensor::from_vec(flat, (n, classes), &self.device)?)
+        };
+        // The loss of one pass: the labels' cross-entropy, mixed with the
+        // teachers' soft targets when distilling.
+        let pass_loss = |logits: &Tensor| -> anyhow::Result<Tensor> {
+            let ce = loss::smoothed_cross_entropy(logits, &targets, opt.label_smoothing)?;
+            Ok(match &soft {
+                Some(soft) => {
+                    let d = opt.distillation;
+                    let distilled = loss::soft_cross_entropy(logits, soft, d.temperature)?;
+                    (ce.affine(1.0 - d.weight, 0.0)? + distilled.affine(d.weight, 0.0)?)?
+                }
+                None => ce,
+            })
+        };
         let first = logits.narrow(0, 0, n)?;
-        let mut loss = loss::smoothed_cross_entropy(&first, &targets, opt.label_smoothing)?;
+        let mut loss = pass_loss(&first)?;
         if opt.rdrop > 0.0 {
             let second = logits.narrow(0, n, n)?;
-            let ce = loss::smoothed_cross_entropy(&second, &targets, opt.label_smoothing)?;
+            let ce = pass_loss(&second)?;
             let agreement = loss::symmetric_kl(&first, &second)?.affine(opt.rdrop, 0.0)?;
             loss = ((loss + ce)?.affine(0.5, 0.0)? + agreement)?;
         }
