@@ -404,6 +404,14 @@ pub struct TrainArgs {
     /// (above 1 the teachers' smaller probabilities weigh more).
     #[arg(long, default_value_t = 1.0)]
     pub distill_temperature: f64,
+    /// Masked copies of each training text to add, labelled by the teachers
+    /// as well as with the original's label (0: none); the teachers are
+    /// nearly certain on the texts they trained on, less so on the copies.
+    #[arg(long, default_value_t = 0)]
+    pub distill_copies: usize,
+    /// Probability of replacing each word of a copy by [MASK].
+    #[arg(long, default_value_t = 0.15)]
+    pub distill_mask: f64,
     /// Seed of splits, initial weights, batch order and dropout.
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -531,6 +539,8 @@ impl TrainArgs {
                 distillation: Distillation {
                     weight: self.distill_weight,
                     temperature: self.distill_temperature,
+                    copies: self.distill_copies,
+                    mask_prob: self.distill_mask,
                 },
                 seed: self.seed,
             },

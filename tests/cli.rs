@@ -625,6 +625,8 @@ fn a_student_learns_from_its_teachers_and_a_teacher_of_other_labels_is_rejected(
             "1",
             "--distill-temperature",
             "2",
+            "--distill-copies",
+            "2",
         ],
     );
     let weights = |m: &Path| std::fs::read(m.join("model.safetensors")).unwrap();
@@ -666,6 +668,21 @@ fn a_student_learns_from_its_teachers_and_a_teacher_of_other_labels_is_rejected(
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("distillation weight must be in [0, 1]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = candor(&[
+        "train",
+        "--data",
+        spam.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--distill-copies",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--distill-copies needs at least one --teacher"),
         "{}",
         stderr(&o)
     );

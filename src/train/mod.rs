@@ -128,6 +128,11 @@ pub struct Distillation {
     /// Softmax temperature of teachers and student in the soft term, whose
     /// loss is scaled by its square so its gradients keep their size.
     pub temperature: f64,
+    /// Masked copies of each training text added to the training set with
+    /// the original's label and the teachers' predictions on the copy.
+    pub copies: usize,
+    /// Probability of replacing each word of a copy by `[MASK]`.
+    pub mask_prob: f64,
 }
 
 /// The validation score that picks the best epoch.
@@ -338,6 +343,15 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
             distil.temperature
         );
     }
+    if !(0.0..1.0).contains(&distil.mask_prob) {
+        bail!(
+            "the distillation mask probability must be in [0, 1), not {}",
+            distil.mask_prob
+        );
+    }
+    if distil.copies > 0 && settings.teachers.is_empty() {
+        bail!("--distill-copies needs at least one --teacher");
+    }
     if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
         bail!("--pretrain-data needs --pretrain-epochs above 0");
     }
@@ -383,12 +397,21 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
         None => None,
     };
     if !settings.teachers.is_empty() {
-        train_set.soft_targets = teacher_probabilities(
-            &settings.teachers,
-            &splits.train,
-            &labels,
-            distil.temperature,
-        )?;
+        // Masked copies widen what the teachers pass on: on the training
+        // texts themselves they are nearly certain, on the copies less so.
+        let copies = masked_copies(&splits.train, distil.copies, distil.mask_prob, opt.seed);
+        let taught: Vec<Example> = splits.train.iter().chain(&copies).cloned().collect();
+        train_set.soft_targets =
+            teacher_probabilities(&settings.teachers, &taught, &labels, distil.temperature)?;
+        let copied = EncodedSet::new(&encoder, &copies, &labels)?;
+        train_set.rows.extend(copied.rows);
+        train_set.targets.extend(copied.targets);
+        if !train_set.aux_targets.is_empty() {
+            let originals = train_set.aux_targets.clone();
+            for i in 0..copies.len() {
+                train_set.aux_targets.push(originals[i / distil.copies]);
+            }
+        }
     }
     let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
     if settings.pretrain_epochs > 0 {
@@ -432,6 +455,28 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
 
     let outcome = artifacts::finish(&settings.out, settings, &splits, fitted)?;
     Ok(outcome)
+}
+
+/// `copies` versions of each example in which every whitespace-separated
+/// word is replaced by `[MASK]` with probability `p`, example by example
+/// (all copies of the first example, then of the second, ...).
+fn masked_copies(examples: &[Example], copies: usize, p: f64, seed: u64) -> Vec<Example> {
+    let mut out = Vec::with_capacity(examples.len() * copies);
+    for (i, example) in examples.iter().enumerate() {
+        for k in 0..copies {
+            let mut rng = SeededRng::new(mix(mix(seed, 0xC0B1), (i * copies + k) as u64));
+            let words: Vec<&str> = example
+                .text
+                .split_whitespace()
+                .map(|w| if rng.next_f64() < p { "[MASK]" } else { w })
+                .collect();
+            out.push(Example {
+                text: words.join(" "),
+                ..example.clone()
+            });
+        }
+    }
+    out
 }
 
 /// The teachers' averaged probabilities (at `temperature`) for each of
@@ -662,6 +707,9 @@ pub struct EncodedSet {
     /// Teachers' averaged class probabilities per example (empty: no
     /// distillation).
     pub soft_targets: Vec<Vec<f32>>,
+    /// The first `originals` rows are the examples the set was made from;
+    /// any after them are augmented copies, trained on but not measured.
+    pub originals: usize,
 }
 
 impl EncodedSet {
@@ -682,6 +730,7 @@ impl EncodedSet {
             targets,
             aux_targets: Vec::new(),
             soft_targets: Vec::new(),
+            originals: examples.len(),
         })
     }
 
@@ -1032,7 +1081,7 @@ impl<'a> Run<'a> {
     /// Loss and accuracy of the deterministic model (dropout off) on a set.
     fn measure(&self, set: &EncodedSet) -> anyhow::Result<(f64, f64)> {
         let (mut loss, mut correct) = (0f64, 0usize);
-        let order = model::by_length(&set.rows);
+        let order = model::by_length(&set.rows[..set.originals]);
         for chunk in order.chunks(128) {
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| set.rows[i].as_slice()).collect();
             let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
@@ -1049,7 +1098,7 @@ impl<'a> Run<'a> {
                 .filter(|(p, t)| p == t)
                 .count();
         }
-        let n = set.len().max(1) as f64;
+        let n = set.originals.max(1) as f64;
         Ok((loss / n, correct as f64 / n))
     }
 
@@ -1156,6 +1205,25 @@ mod tests {
             label: label.into(),
             aux_label: None,
         }
+    }
+
+    #[test]
+    fn masked_copies_keep_labels_and_word_count_mask_about_p_and_repeat_per_seed() {
+        let text = "one two three four five six seven eight nine ten";
+        let examples = vec![example(text, "a"), example("short text", "b")];
+        let copies = masked_copies(&examples, 50, 0.3, 7);
+        assert_eq!(copies.len(), 100);
+        assert!(copies[..50].iter().all(|c| c.label == "a"));
+        assert!(copies[50..].iter().all(|c| c.label == "b"));
+        let words: Vec<&str> = copies[..50]
+            .iter()
+            .flat_map(|c| c.text.split(' '))
+            .collect();
+        assert_eq!(words.len(), 500);
+        let masked = words.iter().filter(|w| **w == "[MASK]").count() as f64 / 500.0;
+        assert!((0.22..0.38).contains(&masked), "masked share {masked}");
+        assert_eq!(copies, masked_copies(&examples, 50, 0.3, 7));
+        assert_ne!(copies, masked_copies(&examples, 50, 0.3, 8));
     }
 
     #[test]
