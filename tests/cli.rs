@@ -43,6 +43,18 @@ fn train_tiny(dir: &Path) -> PathBuf {
     train_tiny_with(dir, &[])
 }
 
+/// The tiny model's architecture flags.
+const TINY_SIZES: [&str; 8] = [
+    "--layers",
+    "1",
+    "--hidden",
+    "32",
+    "--heads",
+    "2",
+    "--intermediate",
+    "64",
+];
+
 /// Trains the tiny model with `extra` options added to the command line.
 fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -54,14 +66,6 @@ fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--layers",
-        "1",
-        "--hidden",
-        "32",
-        "--heads",
-        "2",
-        "--intermediate",
-        "64",
         "--vocab-size",
         "500",
         "--max-length",
@@ -74,6 +78,7 @@ fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
         "4",
         "--quiet",
     ];
+    args.extend_from_slice(&TINY_SIZES);
     args.extend_from_slice(extra);
     let o = candor(&args);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
@@ -642,25 +647,21 @@ fn a_student_learns_from_its_teachers_and_a_teacher_of_other_labels_is_rejected(
     let spam = subset(dir.path(), "sms_spam.jsonl", 200);
     let out = dir.path().join("spam");
     let base = [
-        "train",
-        "--data",
-        spam.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--layers",
-        "1",
-        "--hidden",
-        "32",
-        "--heads",
-        "2",
-        "--intermediate",
-        "64",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--teacher",
-        teacher_arg,
-    ];
+        &[
+            "train",
+            "--data",
+            spam.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--quiet",
+            "--teacher",
+            teacher_arg,
+        ][..],
+        &TINY_SIZES,
+    ]
+    .concat();
     let o = candor(&base);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("predicts the labels"), "{}", stderr(&o));
