@@ -56,6 +56,11 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The value of a scalar loss.
+    fn value(loss: Result<Tensor>) -> f32 {
+        loss.unwrap().to_scalar::<f32>().unwrap()
+    }
+
     #[test]
     fn smoothing_mixes_the_nll_with_the_mean_negative_log_probability() {
         let logits = Tensor::new(&[[2.0f32, 0.0, 0.0], [0.0, 1.0, 0.0]], &Device::Cpu).unwrap();
@@ -66,10 +71,7 @@ mod tests {
         let nll = ((z1 - 2.0) + z2) / 2.0;
         let uniform = ((3.0 * z1 - 2.0) / 3.0 + (3.0 * z2 - 1.0) / 3.0) / 2.0;
         let expected = (1.0 - eps) * nll + eps * uniform;
-        let got = smoothed_cross_entropy(&logits, &targets, eps)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
+        let got = value(smoothed_cross_entropy(&logits, &targets, eps)) as f64;
         assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
     }
 
@@ -92,26 +94,13 @@ mod tests {
         let logits = Tensor::new(&[[0.3f32, -1.0], [2.0, 0.5]], &Device::Cpu).unwrap();
         let one_hot = Tensor::new(&[[0.0f32, 1.0], [1.0, 0.0]], &Device::Cpu).unwrap();
         let targets = Tensor::new(&[1u32, 0], &Device::Cpu).unwrap();
-        let soft = soft_cross_entropy(&logits, &one_hot, 1.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let plain = candle_nn::loss::cross_entropy(&logits, &targets)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let soft = value(soft_cross_entropy(&logits, &one_hot, 1.0));
+        let plain = value(candle_nn::loss::cross_entropy(&logits, &targets));
         assert!((soft - plain).abs() < 1e-6, "{soft} vs {plain}");
         // At T = 2 the logits are halved and the loss is multiplied by 4.
         let halved = logits.affine(0.5, 0.0).unwrap();
-        let expected = 4.0
-            * candle_nn::loss::cross_entropy(&halved, &targets)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-        let at_two = soft_cross_entropy(&logits, &one_hot, 2.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let expected = 4.0 * value(candle_nn::loss::cross_entropy(&halved, &targets));
+        let at_two = value(soft_cross_entropy(&logits, &one_hot, 2.0));
         assert!((at_two - expected).abs() < 1e-5, "{at_two} vs {expected}");
     }
 
@@ -119,14 +108,8 @@ mod tests {
     fn no_smoothing_is_plain_cross_entropy() {
         let logits = Tensor::new(&[[0.3f32, -1.0], [2.0, 0.5]], &Device::Cpu).unwrap();
         let targets = Tensor::new(&[1u32, 0], &Device::Cpu).unwrap();
-        let ours = smoothed_cross_entropy(&logits, &targets, 0.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let plain = candle_nn::loss::cross_entropy(&logits, &targets)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let ours = value(smoothed_cross_entropy(&logits, &targets, 0.0));
+        let plain = value(candle_nn::loss::cross_entropy(&logits, &targets));
         assert_eq!(ours, plain);
     }
 }
