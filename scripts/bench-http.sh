@@ -36,6 +36,6 @@ for c in 1 32; do load "POST /v1/classify/uncertainty (T=30)" "$c" "$mc" /v1/cla
 echo "resident memory after load: $(rss) (peak $(peak))"
 big=$(python3 -c 'import json; print(json.dumps({"inputs": ["an utterly, relentlessly, magnificently overlong and overwrought film about nothing at all " * 6] * 64, "samples": 100, "seed": 1}))')
 start=$(date +%s.%N)
-curl -s -o /dev/null -w "maximal request (64 long inputs x 100 samples): HTTP %{http_code}" -d "$big" "$url/v1/classify/uncertainty"
+curl -s -o /dev/null -w "maximal request (64 long inputs x 100 samples): HTTP %{http_code}" --json "$big" "$url/v1/classify/uncertainty"
 echo " in $(awk -v a="$start" -v b="$(date +%s.%N)" "BEGIN {printf \"%.1f\", b - a}") s; resident memory $(rss) (peak $(peak))"
 kill -TERM $pid; wait $pid && echo "stopped cleanly on SIGTERM"

@@ -73,7 +73,14 @@ else
 fi
 
 echo "== one container"
-docker run -d --name "$one" -p 127.0.0.1::8080 "$image" >/dev/null
+# Inside the container candor listens on 0.0.0.0: without a key it must refuse.
+refusal=$(docker run --rm -e CANDOR_API_KEY= "$image" 2>&1 || true)
+if [[ "$refusal" == *"without an API key"*"--insecure-no-auth"* ]]; then
+    pass "without an API key the container refuses to serve and says how to fix it"
+else
+    fail "without an API key the container refuses to serve" "got '$(echo "$refusal" | tail -1)'"
+fi
+docker run -d --name "$one" -p 127.0.0.1::8080 -e CANDOR_API_KEY "$image" >/dev/null
 user=$(docker exec "$one" id -u)
 if [ "$user" != 0 ] && [ "$(docker exec "$one" id -un)" = candor ]; then
     pass "the container runs as the non-root user candor (uid $user)"
@@ -86,7 +93,7 @@ else
     fail "the container turns healthy" "$(docker inspect -f '{{json .State.Health}}' "$one")"
 fi
 url="http://$(published "$one")"
-label=$(curl -sf "$url/v1/classify" -H 'content-type: application/json' \
+label=$(curl -sf "$url/v1/classify" "${auth[@]}" \
     -d '{"inputs": "a warm, funny, sharply written film", "alpha": 0.1}' |
     json 'd["predictions"][0]["label"], d["predictions"][0]["prediction_set"]' || true)
 if [ "$label" = "positive ['positive']" ]; then
@@ -94,7 +101,7 @@ if [ "$label" = "positive ['positive']" ]; then
 else
     fail "the container answers /v1/classify from the host" "got '$label'"
 fi
-mi=$(curl -sf "$url/v1/classify/uncertainty" -H 'content-type: application/json' \
+mi=$(curl -sf "$url/v1/classify/uncertainty" "${auth[@]}" \
     -d '{"inputs": "a film", "samples": 10, "seed": 1}' |
     json 'd["predictions"][0]["mutual_information"] >= 0' || true)
 if [ "$mi" = True ]; then
@@ -109,7 +116,7 @@ fi
 # answered with 200, the stop took under 10 s and the exit code is 0.
 address=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$one")
 if python3 - "$address" "$one" <<'PY'; then
-import http.client, json, subprocess, sys, threading, time
+import http.client, json, os, subprocess, sys, threading, time
 
 address, container = sys.argv[1], sys.argv[2]
 body = json.dumps({"inputs": ["a film about a film"] * 32, "samples": 100, "seed": 3})
@@ -122,7 +129,8 @@ def client():
         started = time.monotonic()
         try:
             c = http.client.HTTPConnection(address, 8080, timeout=30)
-            c.request("POST", "/v1/classify/uncertainty", body, {"content-type": "application/json"})
+            c.request("POST", "/v1/classify/uncertainty", body, {"content-type": "application/json",
+                      "authorization": "Bearer " + os.environ["CANDOR_API_KEY"]})
             outcome = str(c.getresponse().status)
         except Exception as e:
             outcome = type(e).__name__

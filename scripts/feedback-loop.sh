@@ -21,8 +21,8 @@ compact() { python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), 
 texts='["not as bad as i feared, but not good either", "the performances are fine; the script is not", "a strange, slow film that somehow stays with you", "i laughed, i cried, i checked my watch", "a joyous, generous piece of filmmaking", "tedious"]'
 body="{\"inputs\": $texts, \"samples\": 30, \"seed\": 1}"
 echo "# 1. predictions with MC-dropout uncertainty (logged)"
-show curl -s "$url/v1/classify/uncertainty" -d "'$body'" "| jq -c '.predictions[] | {label, score, mutual_information}'"
-curl -s "$url/v1/classify/uncertainty" -d "$body" | python3 -c '
+show curl -s "$url/v1/classify/uncertainty" --json "'$body'" "| jq -c '.predictions[] | {label, score, mutual_information}'"
+curl -s "$url/v1/classify/uncertainty" --json "$body" | python3 -c '
 import json, sys
 for p in json.load(sys.stdin)["predictions"]:
     print(json.dumps({k: p[k] for k in ("label", "score", "mutual_information")}))'
@@ -40,8 +40,8 @@ echo "# 3. a reviewer labels the top two"
 verdicts='{"not as bad as i feared, but not good either": "negative", "the performances are fine; the script is not": "negative", "a strange, slow film that somehow stays with you": "positive", "i laughed, i cried, i checked my watch": "negative", "a joyous, generous piece of filmmaking": "positive", "tedious": "negative"}'
 for n in 0 1; do
   item=$(echo "$queue" | python3 -c "import json,sys; v=json.loads(sys.argv[1]); i=json.load(sys.stdin)['items'][$n]; print(json.dumps({'prediction_id': i['id'], 'label': v[i['text']], 'source': 'alice'}))" "$verdicts")
-  show curl -s "$url/v1/feedback" -d "'$item'"
-  curl -s "$url/v1/feedback" -d "$item"; echo
+  show curl -s "$url/v1/feedback" --json "'$item'"
+  curl -s "$url/v1/feedback" --json "$item"; echo
 done
 echo
 echo "# 4. how the model does on what people checked"

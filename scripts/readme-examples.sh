@@ -43,8 +43,8 @@ except ValueError:
     print(text[:700])'; }
 post() { # title, path, body
   echo "**$1**"; echo '```'
-  echo "\$ curl -s localhost:8080$2 -d '$3'"
-  curl -s "127.0.0.1:$port$2" -d "$3" | pretty
+  echo "\$ curl -s localhost:8080$2 --json '$3'"
+  curl -s "127.0.0.1:$port$2" --json "$3" | pretty
   echo '```'
 }
 get() { # title, path
@@ -59,14 +59,14 @@ post "Uncertainty, head mode: dropout on the classifier input only" /v1/classify
 post "Prediction sets (90% coverage guaranteed) and abstention on the 20% least sure, both calibrated on the model's calibration split" /v1/classify '{"inputs": ["a warm, funny, sharply written film", "i laughed, i cried, i checked my watch"], "alpha": 0.1, "abstain": {"score": "max_probability", "coverage": 0.8}, "top_k": 1}'
 post "The same with MC dropout, abstaining above a fixed mutual information" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "i laughed, i cried, i checked my watch"], "samples": 30, "seed": 7, "alpha": 0.1, "abstain": {"score": "mutual_information", "threshold": 0.01}, "top_k": 1}'
 echo "**text-embeddings-inference compatible** (the prediction ids travel in a header)"; echo '```'
-echo "\$ curl -si localhost:8080/predict -d '{\"inputs\": \"a warm, funny, sharply written film\"}'"
-curl -si "127.0.0.1:$port/predict" -d '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr -d '\r'
+echo "\$ curl -si localhost:8080/predict --json '{\"inputs\": \"a warm, funny, sharply written film\"}'"
+curl -si "127.0.0.1:$port/predict" --json '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr --json '\r'
 echo
-curl -s "127.0.0.1:$port/predict" -d '{"inputs": "a warm, funny, sharply written film"}' | pretty
+curl -s "127.0.0.1:$port/predict" --json '{"inputs": "a warm, funny, sharply written film"}' | pretty
 echo '```'
 post "Hugging Face Inference API compatible" / '{"inputs": "a warm, funny, sharply written film", "parameters": {"top_k": 1}}'
 get "The model (training_metrics shortened here)" /v1/model | sed -E 's/^ "training_metrics": .*$/ "training_metrics": {"labels": [...], "history": [...], "train": {...}, "val": {...}, "test": {...}, ...}/'
-id=$(curl -s "127.0.0.1:$port/v1/classify" -d '{"inputs": "it is a film"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["predictions"][0]["id"])')
+id=$(curl -s "127.0.0.1:$port/v1/classify" --json '{"inputs": "it is a film"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["predictions"][0]["id"])')
 post "Feedback: the correct label for a prediction (201 once committed)" /v1/feedback "{\"prediction_id\": \"$id\", \"label\": \"negative\", \"source\": \"alice\"}"
 get "Review queue: unlabelled predictions, most uncertain first" "/v1/review-queue?limit=2"
 get "Stats: counts, accuracy on feedback, mean uncertainty" /v1/stats

@@ -146,6 +146,17 @@ pub struct ServeArgs {
     /// Largest request body in bytes (more is 413).
     #[arg(long, env = "CANDOR_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Most characters of one input the server reads (0: 20 × the model's
+    /// maximum length in tokens); longer inputs are cut before tokenizing, or
+    /// refused when the request says "truncate": false.
+    #[arg(long, env = "CANDOR_MAX_INPUT_CHARS", default_value_t = 0)]
+    pub max_input_chars: usize,
+    /// Most token passes one request may cost: tokens × samples for full MC
+    /// dropout, tokens for a plain or head-mode request. 0 derives it at
+    /// start-up from a timed pass, as what the engine finishes in half the
+    /// request timeout. More is 413.
+    #[arg(long, env = "CANDOR_MAX_REQUEST_COST", default_value_t = 0)]
+    pub max_request_cost: usize,
     /// Requests not answered within this many milliseconds get 503.
     #[arg(long, env = "CANDOR_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -158,6 +169,11 @@ pub struct ServeArgs {
     /// When set, /v1/*, /predict and POST / need 'Authorization: Bearer <key>'.
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Serve without an API key on a non-loopback address (e.g. 0.0.0.0);
+    /// without this flag candor refuses to, since the review queue returns
+    /// stored texts. An empty CANDOR_API_KEY counts as no key.
+    #[arg(long, env = "CANDOR_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// Threads answering HTTP (the model has its own thread).
     #[arg(long, env = "CANDOR_HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
@@ -197,6 +213,8 @@ impl ServeArgs {
             limits: Limits {
                 max_inputs: self.max_inputs,
                 max_body_bytes: self.max_body_bytes,
+                max_input_chars: self.max_input_chars,
+                max_request_cost: self.max_request_cost,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
             },
             batch: BatchSettings {
@@ -210,6 +228,7 @@ impl ServeArgs {
                 max_samples: self.max_samples,
             },
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            insecure_no_auth: self.insecure_no_auth,
             persistence: (!self.no_database).then(|| Persistence {
                 database_url: self.database.database_url.clone(),
                 store_text: self.store_text,

@@ -257,6 +257,12 @@ impl BertConfig {
                 self.candor.max_length, self.max_position_embeddings
             ));
         }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return invalid(format!(
+                "layer_norm_eps must be positive, got {}",
+                self.layer_norm_eps
+            ));
+        }
         if !(self.candor.temperature > 0.0 && self.candor.temperature.is_finite()) {
             return invalid(format!(
                 "temperature must be positive, got {}",

@@ -58,6 +58,21 @@ pub enum ModelError {
     Tokenizer(#[from] TokenizerError),
 }
 
+/// At least two labels, none repeated (a repeated name would make answers
+/// and feedback ambiguous).
+fn check_labels(labels: &[String]) -> Result<(), String> {
+    if labels.len() < 2 {
+        return Err("id2label must name at least two classes".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    match labels.iter().find(|l| !seen.insert(l.as_str())) {
+        Some(repeated) => Err(format!(
+            "id2label names the label '{repeated}' more than once"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io {
         path: path.to_path_buf(),
@@ -175,13 +190,21 @@ impl Classifier {
             path: dir.join(CONFIG_FILE),
             message: e.to_string(),
         })?;
-        if labels.len() < 2 {
+        check_labels(&labels).map_err(|message| ModelError::Config {
+            path: dir.join(CONFIG_FILE),
+            message,
+        })?;
+        let encoder = TextEncoder::load(&dir.join(TOKENIZER_FILE), config.candor.max_length)?;
+        if encoder.id_bound() > config.vocab_size {
             return Err(ModelError::Config {
-                path: dir.join(CONFIG_FILE),
-                message: "id2label must name at least two classes".into(),
+                path: dir.join(TOKENIZER_FILE),
+                message: format!(
+                    "the tokenizer produces ids up to {}, but config.json's vocab_size is {}",
+                    encoder.id_bound() - 1,
+                    config.vocab_size
+                ),
             });
         }
-        let encoder = TextEncoder::load(&dir.join(TOKENIZER_FILE), config.candor.max_length)?;
         let (weights, weights_sha256) = read_weights(dir, &device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
         let network = BertClassifier::load(vb, &config, Kernels::Fast)?;

@@ -203,6 +203,16 @@ impl TextEncoder {
         self.tokenizer.get_model().get_vocab_size()
     }
 
+    /// One more than the largest id the tokenizer can produce (added tokens
+    /// included): the embedding table must have at least this many rows.
+    pub fn id_bound(&self) -> usize {
+        self.tokenizer
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
+    }
+
     /// The id of `[MASK]`, if the vocabulary has one.
     pub fn mask_id(&self) -> Option<u32> {
         self.tokenizer.token_to_id("[MASK]")

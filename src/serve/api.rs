@@ -36,6 +36,7 @@ impl Inputs {
 
 /// `POST /v1/classify`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
@@ -73,6 +74,7 @@ pub enum AbstainOption {
 
 /// `POST /v1/classify/uncertainty`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UncertaintyRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
@@ -237,6 +239,7 @@ pub struct UncertaintyResponse {
 
 /// `POST /predict`, as text-embeddings-inference.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TeiPredictRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
@@ -246,16 +249,26 @@ pub struct TeiPredictRequest {
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// Which end of an over-long text is cut: only `Right` (the end) is
+    /// supported, as text-embeddings-inference's default.
+    #[serde(default)]
+    pub truncation_direction: Option<String>,
 }
 
 /// `POST /`, as the Hugging Face Inference API.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HfRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
     /// Optional parameters.
     #[serde(default)]
     pub parameters: Option<HfParameters>,
+    /// The Inference API's `options` (`wait_for_model`, `use_cache`): accepted
+    /// and ignored, since the model is always loaded and nothing is cached.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
 }
 
 /// Parameters of the Hugging Face text-classification task.
@@ -300,6 +313,26 @@ pub struct ModelInfo {
     /// What the model's calibration.json supports (null without one: no
     /// `alpha`, no coverage policies, no distance).
     pub calibration: Option<CalibrationInfo>,
+    /// What one request may ask of this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RequestLimits>,
+}
+
+/// The per-request limits in force, so a client can size its requests.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestLimits {
+    /// Most inputs per request.
+    pub max_inputs: usize,
+    /// Largest body in bytes.
+    pub max_body_bytes: usize,
+    /// Characters of one input read (longer ones are cut, or refused without truncation).
+    pub max_input_chars: usize,
+    /// Most MC-dropout samples per request.
+    pub max_samples: usize,
+    /// Most token passes one request may cost (tokens × samples in full mode).
+    pub max_request_cost: usize,
+    /// Milliseconds a request may take before it is answered 503.
+    pub request_timeout_ms: u64,
 }
 
 /// The decision tools a model's calibration supports.

@@ -25,6 +25,13 @@ pub async fn predict(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<TeiPredictRequest>,
 ) -> Result<Response, ApiError> {
+    if let Some(direction) = &req.truncation_direction {
+        if !direction.eq_ignore_ascii_case("right") {
+            return Err(ApiError::Validation(format!(
+                "truncation_direction must be \"Right\" (candor cuts the end of a text), got {direction:?}"
+            )));
+        }
+    }
     let single = req.inputs.is_single();
     let temperature = if req.raw_scores {
         1.0

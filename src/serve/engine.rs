@@ -14,6 +14,16 @@
 //!   mix inputs of different requests: floating-point sums depend on the shape
 //!   of the batch, and only a pass whose shape depends on the input alone
 //!   keeps "same input, same seed → bit-identical output" true under load.
+//!
+//! Sampling jobs do not run to completion one after another: the engine
+//! computes one input of one sampling job at a time, round-robin over the
+//! jobs in progress, and between two inputs answers every classify job that
+//! has arrived (see [`super::schedule`]). A large request therefore delays a
+//! small one by at most one input's samples, never by its whole run.
+//!
+//! At start-up the engine times a full sampling pass and derives the cost
+//! budget of one request (tokens × samples it can finish within the request
+//! timeout); [`Engine::cost_budget`] is what requests are checked against.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -23,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
+use super::schedule::SamplingQueue;
 use crate::model::{Classifier, DropoutMode};
 use crate::uncertainty::{sample_input, sample_input_with_features, PassBudget, SamplingMode};
 
@@ -81,6 +92,28 @@ impl Work {
             }
         }
     }
+
+    /// What the job costs the engine, in token passes: tokens × the passes
+    /// each token goes through. `head` sampling runs the encoder once per
+    /// input, `full` sampling once per sample (and once more for features).
+    pub fn cost(&self) -> usize {
+        match self {
+            Work::Classify { rows, .. } => rows.iter().map(Vec::len).sum(),
+            Work::Sample {
+                rows,
+                samples,
+                mode,
+                features,
+                ..
+            } => {
+                let tokens: usize = rows.iter().map(Vec::len).sum();
+                match mode {
+                    SamplingMode::Head => tokens,
+                    SamplingMode::Full => tokens * (samples + usize::from(*features)),
+                }
+            }
+        }
+    }
 }
 
 /// The engine's answer.
@@ -104,17 +137,14 @@ pub struct Answer {
     pub inference: Duration,
 }
 
-/// Probabilities per input per sample, and (possibly empty) features, of one sampling job.
-type SampleOutput = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
-
 /// Logits and (possibly empty) features of one classify job.
 type ClassifyOutput = crate::model::LogitsAndFeatures;
 
 /// A unit of work with its reply channel.
 pub struct Job {
-    work: Work,
-    reply: oneshot::Sender<Result<Answer, String>>,
-    enqueued: Instant,
+    pub(super) work: Work,
+    pub(super) reply: oneshot::Sender<Result<Answer, String>>,
+    pub(super) enqueued: Instant,
 }
 
 /// Why a job could not be queued.
@@ -132,6 +162,31 @@ pub struct Engine {
     queue: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
     ready: Arc<AtomicBool>,
+    alive: Arc<AtomicBool>,
+    cost_budget: Arc<AtomicUsize>,
+}
+
+/// How the engine sizes the cost budget of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct CostSettings {
+    /// A fixed budget in token passes; 0 derives it from a timed pass.
+    pub max_request_cost: usize,
+    /// The request timeout the derived budget must fit in.
+    pub request_timeout: Duration,
+}
+
+/// Share of the request timeout one request may fill by itself: the rest is
+/// room for the queue, the other requests sharing the engine and a slower
+/// moment than the timed pass.
+const TIMEOUT_SHARE_PER_REQUEST: f64 = 0.5;
+
+/// Clears the engine's `alive` flag when the thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Engine {
@@ -139,33 +194,43 @@ impl Engine {
     pub fn start(
         classifier: Arc<Classifier>,
         settings: BatchSettings,
+        cost: CostSettings,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (queue, receiver) = mpsc::sync_channel(settings.queue_capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let ready = Arc::new(AtomicBool::new(false));
+        let engine = Self {
+            queue,
+            depth: Arc::new(AtomicUsize::new(0)),
+            ready: Arc::new(AtomicBool::new(false)),
+            alive: Arc::new(AtomicBool::new(true)),
+            cost_budget: Arc::new(AtomicUsize::new(cost.max_request_cost)),
+        };
         let worker = Worker {
             classifier,
             settings,
             metrics,
-            depth: depth.clone(),
+            depth: engine.depth.clone(),
         };
-        let ready_flag = ready.clone();
+        let (ready, alive, budget) = (
+            engine.ready.clone(),
+            engine.alive.clone(),
+            engine.cost_budget.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("candor-inference".into())
             .spawn(move || {
+                let _alive = AliveGuard(alive);
                 worker.warm_up();
-                ready_flag.store(true, Ordering::SeqCst);
+                if cost.max_request_cost == 0 {
+                    budget.store(
+                        worker.derive_cost_budget(cost.request_timeout),
+                        Ordering::SeqCst,
+                    );
+                }
+                ready.store(true, Ordering::SeqCst);
                 worker.run(receiver);
             })?;
-        Ok((
-            Self {
-                queue,
-                depth,
-                ready,
-            },
-            handle,
-        ))
+        Ok((engine, handle))
     }
 
     /// Queues work without waiting; the receiver yields the answer.
@@ -192,9 +257,19 @@ impl Engine {
         }
     }
 
-    /// True once the warm-up pass has run.
+    /// True once the warm-up pass has run and while the engine thread lives.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.is_alive()
+    }
+
+    /// False once the engine thread has ended (stopped, or died).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Most token passes one request may cost (see [`Work::cost`]).
+    pub fn cost_budget(&self) -> usize {
+        self.cost_budget.load(Ordering::SeqCst)
     }
 
     /// Jobs waiting in the queue.
@@ -203,7 +278,7 @@ impl Engine {
     }
 }
 
-struct Worker {
+pub(super) struct Worker {
     classifier: Arc<Classifier>,
     settings: BatchSettings,
     metrics: Arc<Metrics>,
@@ -219,14 +294,71 @@ impl Worker {
         }
     }
 
+    /// Times full sampling passes as large as a batch allows and turns the
+    /// rate into what one request may cost within `timeout`.
+    fn derive_cost_budget(&self, timeout: Duration) -> usize {
+        let budget = self.pass_budget();
+        let length = self
+            .classifier
+            .encoder
+            .max_length()
+            .min(budget.tokens)
+            .max(1);
+        let samples = budget.samples_per_pass(length);
+        let row = vec![self.classifier.encoder.pad_id(); length];
+        let mut fastest = Duration::MAX;
+        for seed in 0..3 {
+            let started = Instant::now();
+            if let Err(e) = sample_input(
+                &self.classifier,
+                &row,
+                samples,
+                seed,
+                budget,
+                SamplingMode::Full,
+            ) {
+                tracing::error!(error = %e, "timing pass failed");
+                return (length * samples).max(1);
+            }
+            fastest = fastest.min(started.elapsed());
+        }
+        let per_second = (length * samples) as f64 / fastest.as_secs_f64().max(1e-6);
+        let cost = (per_second * timeout.as_secs_f64() * TIMEOUT_SHARE_PER_REQUEST) as usize;
+        tracing::info!(
+            token_passes_per_second = per_second.round(),
+            max_request_cost = cost,
+            "cost budget derived from a timed pass"
+        );
+        cost.max(length)
+    }
+
+    fn pass_budget(&self) -> PassBudget {
+        PassBudget {
+            rows: self.settings.max_batch_size,
+            tokens: self.settings.max_batch_tokens,
+        }
+    }
+
+    /// Serves until every sender is gone and the sampling work in hand is done.
     fn run(&self, receiver: Receiver<Job>) {
-        while let Ok(first) = receiver.recv() {
-            let jobs = self.collect(first, &receiver);
+        let mut sampling = SamplingQueue::default();
+        loop {
+            let jobs = if sampling.is_empty() {
+                match receiver.recv() {
+                    Ok(first) => self.collect(first, &receiver),
+                    Err(_) => break,
+                }
+            } else {
+                // Work is in hand: take what has arrived, wait for nothing.
+                receiver.try_iter().collect()
+            };
             self.depth.fetch_sub(jobs.len(), Ordering::SeqCst);
             self.metrics
                 .queue_depth
                 .set(self.depth.load(Ordering::SeqCst) as i64);
-            self.process(jobs);
+            let sample = self.answer_classify_jobs(jobs);
+            sampling.extend(sample);
+            sampling.step(self);
         }
         tracing::info!("inference engine stopped");
     }
@@ -250,13 +382,17 @@ impl Worker {
         jobs
     }
 
-    fn process(&self, jobs: Vec<Job>) {
+    /// Answers the classify jobs among `jobs` (sharing forward passes) and
+    /// returns the sampling jobs; jobs whose client has gone are dropped.
+    fn answer_classify_jobs(&self, jobs: Vec<Job>) -> Vec<Job> {
         let started = Instant::now();
-        // Requests that gave up (timed out or disconnected) are not computed.
         let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
         let (classify, sample): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
             .partition(|j| matches!(j.work, Work::Classify { .. }));
+        if classify.is_empty() {
+            return sample;
+        }
         let logits = self.classify_all(&classify);
         let inference = started.elapsed();
         for (job, result) in classify.into_iter().zip(logits) {
@@ -267,21 +403,28 @@ impl Worker {
             });
             let _ = job.reply.send(answer);
         }
-        for job in sample {
-            let began = Instant::now();
-            let result = self.sample(&job.work, &job.reply);
-            let answer = result.map(|(s, f)| Answer {
-                output: Output::Samples(s, f),
-                queued: began - job.enqueued,
-                inference: began.elapsed(),
-            });
-            let _ = job.reply.send(answer);
-        }
+        sample
     }
 
     /// Deterministic logits (and features, for jobs that ask) for every
-    /// classify job, sharing forward passes.
+    /// classify job, sharing forward passes. Should a shared pass fail, each
+    /// job is computed alone, so one bad row fails only its own request.
     fn classify_all(&self, jobs: &[Job]) -> Vec<Result<ClassifyOutput, String>> {
+        match self.classify_shared(jobs) {
+            Ok(out) => out.into_iter().map(Ok).collect(),
+            Err(e) if jobs.len() == 1 => vec![Err(e)],
+            Err(_) => jobs
+                .iter()
+                .map(|job| {
+                    self.classify_shared(std::slice::from_ref(job))?
+                        .pop()
+                        .ok_or_else(|| "no output for the job".to_string())
+                })
+                .collect(),
+        }
+    }
+
+    fn classify_shared(&self, jobs: &[Job]) -> Result<Vec<ClassifyOutput>, String> {
         let mut all: Vec<(usize, usize, &[u32])> = Vec::new();
         let mut any_features = false;
         for (j, job) in jobs.iter().enumerate() {
@@ -325,10 +468,10 @@ impl Worker {
                         }
                     }
                 }
-                Err(e) => return jobs.iter().map(|_| Err(e.to_string())).collect(),
+                Err(e) => return Err(e.to_string()),
             }
         }
-        out.into_iter().map(Ok).collect()
+        Ok(out)
     }
 
     /// Cuts length-sorted rows into chunks within the row and token budgets.
@@ -355,13 +498,14 @@ impl Worker {
         chunks
     }
 
-    /// MC-dropout probabilities for one sampling job, input by input (see
+    /// MC-dropout probabilities of input `index` of a sampling job, and its
+    /// mean last hidden state when the job asks for features (see
     /// [`sample_input`] for why inputs never share a pass).
-    fn sample(
+    pub(super) fn sample_one(
         &self,
         work: &Work,
-        reply: &oneshot::Sender<Result<Answer, String>>,
-    ) -> Result<SampleOutput, String> {
+        index: usize,
+    ) -> Result<(Vec<Vec<f32>>, Option<Vec<f32>>), String> {
         let Work::Sample {
             rows,
             samples,
@@ -370,50 +514,101 @@ impl Worker {
             features,
         } = work
         else {
-            return Ok((Vec::new(), Vec::new()));
+            return Err("not a sampling job".into());
         };
-        self.metrics
-            .mc_samples
-            .inc_by(*samples as u64 * rows.len() as u64);
-        let budget = PassBudget {
-            rows: self.settings.max_batch_size,
-            tokens: self.settings.max_batch_tokens,
+        let row = rows.get(index).ok_or("no such input")?;
+        self.metrics.mc_samples.inc_by(*samples as u64);
+        let budget = self.pass_budget();
+        let per_pass = match mode {
+            SamplingMode::Head => *samples,
+            SamplingMode::Full => budget.samples_per_pass(row.len()),
         };
-        let mut out = Vec::with_capacity(rows.len());
-        let mut hidden = Vec::new();
-        for row in rows {
-            if reply.is_closed() {
-                // The client has gone (timeout or disconnect): stop spending compute on it.
-                return Err("abandoned".into());
-            }
-            let per_pass = match mode {
-                SamplingMode::Head => *samples,
-                SamplingMode::Full => budget.samples_per_pass(row.len()),
-            };
-            for start in (0..*samples).step_by(per_pass.max(1)) {
-                self.metrics
-                    .batch_rows
-                    .observe(per_pass.min(samples - start) as f64);
-            }
-            if *features {
-                let (probabilities, mean) = sample_input_with_features(
-                    &self.classifier,
-                    row,
-                    *samples,
-                    *seed,
-                    budget,
-                    *mode,
-                )
-                .map_err(|e| e.to_string())?;
-                out.push(probabilities);
-                hidden.push(mean);
-            } else {
-                out.push(
-                    sample_input(&self.classifier, row, *samples, *seed, budget, *mode)
-                        .map_err(|e| e.to_string())?,
-                );
-            }
+        for start in (0..*samples).step_by(per_pass.max(1)) {
+            self.metrics
+                .batch_rows
+                .observe(per_pass.min(samples - start) as f64);
         }
-        Ok((out, hidden))
+        let classifier = &self.classifier;
+        if *features {
+            sample_input_with_features(classifier, row, *samples, *seed, budget, *mode)
+                .map(|(p, mean)| (p, Some(mean)))
+        } else {
+            sample_input(classifier, row, *samples, *seed, budget, *mode).map(|p| (p, None))
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_engine(max_batch_wait: Duration) -> (Engine, std::thread::JoinHandle<()>) {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6");
+        let classifier = Arc::new(Classifier::load(&dir).expect("the fixture loads"));
+        let settings = BatchSettings {
+            max_batch_size: 32,
+            max_batch_tokens: 4096,
+            max_batch_wait,
+            queue_capacity: 16,
+        };
+        let cost = CostSettings {
+            max_request_cost: 1_000_000,
+            request_timeout: Duration::from_secs(10),
+        };
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Engine::start(classifier, settings, cost, metrics).expect("the engine starts")
+    }
+
+    fn classify(rows: Vec<Vec<u32>>) -> Work {
+        Work::Classify {
+            rows,
+            features: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_row_fails_only_its_own_request_not_the_batch_it_shares() {
+        let (engine, worker) = fixture_engine(Duration::from_millis(300));
+        let good = engine.submit(classify(vec![vec![2, 40, 41, 3]])).unwrap();
+        let bad = engine
+            .submit(classify(vec![vec![2, 1_000_000, 3]]))
+            .unwrap();
+        let also_good = engine.submit(classify(vec![vec![2, 50, 3]])).unwrap();
+        assert!(good.await.unwrap().is_ok());
+        assert!(bad.await.unwrap().is_err());
+        assert!(also_good.await.unwrap().is_ok());
+        assert!(engine.is_ready());
+        drop(engine);
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn readiness_ends_with_the_engine_thread_however_it_ends() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let died = std::thread::spawn(move || {
+            let _guard = AliveGuard(flag);
+            panic!("the inference thread dies");
+        })
+        .join();
+        assert!(died.is_err());
+        assert!(!alive.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_cost_of_full_sampling_counts_every_sample_and_head_sampling_one_pass() {
+        let work = |mode, features| Work::Sample {
+            rows: vec![vec![1; 10], vec![1; 30]],
+            samples: 20,
+            seed: 0,
+            mode,
+            features,
+        };
+        assert_eq!(work(SamplingMode::Full, false).cost(), 40 * 20);
+        assert_eq!(work(SamplingMode::Full, true).cost(), 40 * 21);
+        assert_eq!(work(SamplingMode::Head, true).cost(), 40);
+        assert_eq!(classify(vec![vec![1; 7], vec![1; 5]]).cost(), 12);
     }
 }

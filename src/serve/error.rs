@@ -37,9 +37,24 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
+    /// The body is not declared as JSON.
+    #[error(
+        "the request body must be JSON sent with 'Content-Type: application/json' (got '{0}')"
+    )]
+    UnsupportedMediaType(String),
     /// The body exceeds the size limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The request is more work than the engine finishes within the timeout.
+    #[error("this request costs {cost} token passes (tokens × samples for full MC dropout), more than the {max} this server finishes within its {timeout_ms} ms request timeout; send fewer inputs, fewer samples or shorter texts, or use \"mode\": \"head\"")]
+    TooCostly {
+        /// What the request costs.
+        cost: usize,
+        /// The budget.
+        max: usize,
+        /// The request timeout the budget is derived from.
+        timeout_ms: u64,
+    },
     /// A text is longer than the model accepts and truncation was refused.
     #[error("input {index} has {tokens} tokens, more than the model's maximum of {max}; send \"truncate\": true to cut it")]
     InputTooLong {
@@ -48,6 +63,16 @@ pub enum ApiError {
         /// Tokens it needs.
         tokens: usize,
         /// The model's maximum.
+        max: usize,
+    },
+    /// A text has more characters than the server reads and truncation was refused.
+    #[error("input {index} has {chars} characters, more than the limit of {max}; send \"truncate\": true to cut it")]
+    InputTooManyChars {
+        /// 0-based input index.
+        index: usize,
+        /// Characters it has.
+        chars: usize,
+        /// The limit.
         max: usize,
     },
     /// Missing or wrong API key.
@@ -100,8 +125,14 @@ impl ApiError {
             ApiError::NotUtf8 => (StatusCode::BAD_REQUEST, "invalid_encoding"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
             ApiError::TooManyInputs { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_inputs"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            ApiError::InputTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "input_too_long"),
+            ApiError::TooCostly { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_costly"),
+            ApiError::InputTooLong { .. } | ApiError::InputTooManyChars { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "input_too_long")
+            }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),

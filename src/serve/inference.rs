@@ -26,11 +26,35 @@ pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiErro
 }
 
 /// Tokenizes on the blocking pool, so a long text never stalls a tokio worker.
+///
+/// A text over the character limit is cut to it first when `truncate` is
+/// set (the model reads only its first tokens anyway) and refused otherwise,
+/// so no request makes the tokenizer walk a megabyte; and only as many
+/// requests tokenize at once as there are cores, so memory stays bounded.
 pub async fn tokenize(
     state: &AppState,
-    texts: Vec<String>,
+    mut texts: Vec<String>,
     truncate: bool,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
+    let max_chars = state.settings.limits.max_input_chars;
+    for (index, text) in texts.iter_mut().enumerate() {
+        if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+            if !truncate {
+                let chars = max_chars + text[cut..].chars().count();
+                return Err(ApiError::InputTooManyChars {
+                    index,
+                    chars,
+                    max: max_chars,
+                });
+            }
+            text.truncate(cut);
+        }
+    }
+    let _permit = state
+        .tokenizer_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     let classifier = state.classifier.clone();
     let started = Instant::now();
     let rows = tokio::task::spawn_blocking(move || {
@@ -54,6 +78,14 @@ pub async fn tokenize(
 
 /// Queues work for the engine and waits for its answer.
 pub async fn compute(state: &AppState, work: Work) -> Result<Answer, ApiError> {
+    let (cost, budget) = (work.cost(), state.engine.cost_budget());
+    if cost > budget {
+        return Err(ApiError::TooCostly {
+            cost,
+            max: budget,
+            timeout_ms: state.settings.limits.request_timeout.as_millis() as u64,
+        });
+    }
     let receiver = state.engine.submit(work).map_err(|e| match e {
         SubmitError::Full => ApiError::Overloaded,
         SubmitError::Stopped => ApiError::Unavailable("the inference engine has stopped".into()),

@@ -23,6 +23,7 @@ pub mod inference;
 pub mod metrics;
 pub mod ops;
 pub mod record;
+pub mod schedule;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -48,7 +50,7 @@ use crate::store::{redact, ModelRecord, Store};
 use crate::uncertainty::calibration::Calibration;
 use api::CalibrationInfo;
 use api::ModelInfo;
-use engine::{BatchSettings, Engine};
+use engine::{BatchSettings, CostSettings, Engine};
 use error::ApiError;
 use extract::BodyLimit;
 use metrics::Metrics;
@@ -61,6 +63,13 @@ pub struct Limits {
     pub max_inputs: usize,
     /// Largest request body in bytes (more is 413).
     pub max_body_bytes: usize,
+    /// Most characters of one input read; 0 is 20 × the model's maximum
+    /// length in tokens. Longer inputs are cut (or refused without truncation).
+    pub max_input_chars: usize,
+    /// Most token passes (tokens × passes each goes through, see
+    /// [`engine::Work::cost`]) one request may cost; 0 derives it at start-up
+    /// from a timed pass and the request timeout. More is 413.
+    pub max_request_cost: usize,
     /// A request not answered within this is 503.
     pub request_timeout: Duration,
 }
@@ -85,6 +94,9 @@ pub struct ServeSettings {
     pub sampling: SamplingLimits,
     /// When set, `/v1/*`, `/predict` and `POST /` need `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// Serve without an API key on an address other hosts can reach; without
+    /// it, [`run`] refuses to (a loopback address is always allowed).
+    pub insecure_no_auth: bool,
     /// The prediction log and feedback database; `None` keeps nothing.
     pub persistence: Option<Persistence>,
 }
@@ -122,6 +134,8 @@ pub struct AppState {
     pub store_text: bool,
     /// The model's calibration.json, when it has one.
     pub calibration: Option<Calibration>,
+    /// One per core: requests tokenizing at once.
+    pub tokenizer_permits: tokio::sync::Semaphore,
 }
 
 #[derive(OpenApi)]
@@ -152,6 +166,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// Characters of an input read per token of the model's maximum length, by
+/// default: word pieces average 4–5 characters of English, so this cuts only
+/// what truncation would have dropped anyway, bar long runs of spaces.
+const CHARS_PER_TOKEN_READ: usize = 20;
+
 /// Loads the model, starts the engine and serves until `shutdown` resolves;
 /// then stops accepting, finishes what is in flight and stops the engine.
 pub async fn run(
@@ -160,14 +179,27 @@ pub async fn run(
     settings: ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_access(&settings, listener.local_addr()?)?;
     let dir = model_dir.to_path_buf();
     let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
         .await?
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let classifier = Arc::new(classifier);
     let calibration = Calibration::load(model_dir)?;
+    if let Some(c) = &calibration {
+        c.check_against(
+            model_dir,
+            classifier.labels.len(),
+            classifier.config.hidden_size,
+        )?;
+    }
     let metrics = Arc::new(Metrics::new()?);
-    let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
+    let cost = CostSettings {
+        max_request_cost: settings.limits.max_request_cost,
+        request_timeout: settings.limits.request_timeout,
+    };
+    let (engine, worker) =
+        Engine::start(classifier.clone(), settings.batch, cost, metrics.clone())?;
     let info = model_info(model_dir, &classifier, calibration.as_ref());
     let (store, log, writer) = match &settings.persistence {
         Some(p) => {
@@ -178,6 +210,11 @@ pub async fn run(
     };
     tracing::info!(model = %info.name, addr = %listener.local_addr()?, "serving");
     let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
+    let mut settings = settings;
+    if settings.limits.max_input_chars == 0 {
+        settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * info.max_length;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let state = Arc::new(AppState {
         classifier,
         engine,
@@ -188,6 +225,7 @@ pub async fn run(
         log,
         store_text,
         calibration,
+        tokenizer_permits: tokio::sync::Semaphore::new(cores),
     });
     let app = router(state);
     axum::serve(listener, app)
@@ -205,6 +243,23 @@ pub async fn run(
         store.close().await;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuses to serve stored texts and the model to the network with no key:
+/// without one, only a loopback address, or an explicit `insecure_no_auth`.
+fn check_access(settings: &ServeSettings, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    if settings.api_key.is_some() {
+        return Ok(());
+    }
+    if !addr.ip().is_loopback() && !settings.insecure_no_auth {
+        anyhow::bail!(
+            "refusing to listen on {addr} without an API key: other hosts could read the review \
+             queue's stored texts and use the model. Set --api-key (CANDOR_API_KEY), listen on \
+             127.0.0.1, or pass --insecure-no-auth (CANDOR_INSECURE_NO_AUTH=true) to serve openly"
+        );
+    }
+    tracing::warn!(%addr, "no API key: every route is open to whoever can reach this address");
     Ok(())
 }
 
@@ -270,7 +325,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 in candor's format rather than
+/// closing the connection with no answer.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a handler panicked".into());
+    ApiError::Internal(format!("panic: {detail}")).into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -294,13 +361,32 @@ async fn require_api_key(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The method as a metrics label: the standard ones by name, anything else
+/// `other`, so that made-up methods cannot create new series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
 }
 
 /// Request id, one span per request, and the request metrics.
@@ -317,7 +403,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     request.extensions_mut().insert(RequestContext {
         id: request_id.clone(),
         started,
@@ -343,7 +429,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     state
         .metrics
         .requests
-        .with_label_values(&[&route, &method, &status])
+        .with_label_values(&[&route, method, &status])
         .inc();
     state
         .metrics
@@ -396,6 +482,7 @@ fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibrat
             feature_distance: c.feature_distance.is_some(),
             abstention: c.abstention.clone(),
         }),
+        limits: None,
     }
 }
 

@@ -8,13 +8,23 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::api::{ModelInfo, Readiness};
+use super::api::{ModelInfo, Readiness, RequestLimits};
 use super::AppState;
 
 /// The model being served: labels, sizes, temperature, training metrics, weights hash.
 #[utoipa::path(get, path = "/v1/model", responses((status = 200, body = ModelInfo)))]
 pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
-    Json(state.info.clone())
+    let limits = &state.settings.limits;
+    let mut info = state.info.clone();
+    info.limits = Some(RequestLimits {
+        max_inputs: limits.max_inputs,
+        max_body_bytes: limits.max_body_bytes,
+        max_input_chars: limits.max_input_chars,
+        max_samples: state.settings.sampling.max_samples,
+        max_request_cost: state.engine.cost_budget(),
+        request_timeout_ms: limits.request_timeout.as_millis() as u64,
+    });
+    Json(info)
 }
 
 /// Liveness: the process answers.

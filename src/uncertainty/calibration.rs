@@ -200,6 +200,24 @@ impl Calibration {
         Ok(Some(calibration))
     }
 
+    /// Checks that this calibration fits a model of `classes` labels and
+    /// hidden size `hidden` (a file copied from another model would
+    /// otherwise fail requests instead of start-up).
+    pub fn check_against(
+        &self,
+        dir: &Path,
+        classes: usize,
+        hidden: usize,
+    ) -> Result<(), CalibrationError> {
+        let mismatch = |m: String| {
+            CalibrationError::Mismatch(dir.join(CALIBRATION_FILE).display().to_string(), m)
+        };
+        if let Some(distance) = &self.feature_distance {
+            distance.fitted.check(hidden, classes).map_err(mismatch)?;
+        }
+        Ok(())
+    }
+
     /// Writes `calibration.json` into a model directory.
     pub fn save(&self, dir: &Path) -> Result<(), CalibrationError> {
         let path = dir.join(CALIBRATION_FILE);
@@ -330,6 +348,9 @@ pub enum CalibrationError {
     /// Its default abstention policy is invalid.
     #[error("{0}: abstention policy: {1}")]
     Policy(String, String),
+    /// It does not belong to the model beside it.
+    #[error("{0}: {1}")]
+    Mismatch(String, String),
 }
 
 /// When to abstain: a score and either a threshold on it or a target

@@ -111,6 +111,29 @@ impl FeatureDistance {
         })
     }
 
+    /// Checks that it was fitted on features `width` wide from at most
+    /// `classes` classes, with means and covariance factor of that width.
+    pub fn check(&self, width: usize, classes: usize) -> Result<(), String> {
+        let factor_ok = self.cholesky.len() == width
+            && self
+                .cholesky
+                .iter()
+                .enumerate()
+                .all(|(i, row)| (i + 1..=width).contains(&row.len()));
+        if !factor_ok || self.means.iter().any(|m| m.len() != width) {
+            return Err(format!(
+                "the feature distance is not of the model's hidden size {width}"
+            ));
+        }
+        if self.means.is_empty() || self.means.len() > classes {
+            return Err(format!(
+                "the feature distance has {} class means for a model of {classes} labels",
+                self.means.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Squared Mahalanobis distance of `feature` to the nearest class mean
     /// (higher: less like the training data).
     pub fn distance(&self, feature: &[f32]) -> f64 {

@@ -13,7 +13,13 @@ async fn error_of(r: reqwest::Response) -> (u16, String) {
 async fn every_bad_request_gets_a_json_error_with_a_stable_type() {
     let app = spawn_app().await;
     let url = format!("{}/v1/classify", app.address);
-    let raw = |body: &'static [u8]| app.client.post(&url).body(body).send();
+    let raw = |body: &'static [u8]| {
+        app.client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     assert_eq!(
         error_of(raw(b"{not json").await.unwrap()).await,
         (422, "invalid_json".into())

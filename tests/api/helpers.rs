@@ -18,6 +18,8 @@ pub fn test_settings() -> ServeSettings {
         limits: Limits {
             max_inputs: 16,
             max_body_bytes: 64 * 1024,
+            max_input_chars: 0,
+            max_request_cost: 0,
             request_timeout: Duration::from_secs(20),
         },
         batch: BatchSettings {
@@ -31,6 +33,7 @@ pub fn test_settings() -> ServeSettings {
             max_samples: 100,
         },
         api_key: None,
+        insecure_no_auth: false,
         persistence: None,
     }
 }

@@ -1,0 +1,117 @@
+//! What `serve` refuses to start with: an open service on the network, and
+//! model directories whose parts do not fit together. Each would otherwise
+//! start and then fail requests (or expose stored texts).
+
+use std::path::Path;
+
+use candor::serve::ServeSettings;
+
+use crate::helpers::{fixture_model, test_settings};
+
+/// Runs the server on `addr` with `model` until it fails or is stopped
+/// (after it became ready); returns the error it stopped with, if any.
+async fn start_on(addr: &str, model: &Path, settings: ServeSettings) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let port = listener.local_addr().unwrap().port();
+    let model = model.to_path_buf();
+    let server = tokio::spawn(async move {
+        candor::serve::run(listener, &model, settings, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if server.is_finished() {
+            break;
+        }
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            let _ = stop.send(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.await.unwrap().map_err(|e| format!("{e:#}"))
+}
+
+#[tokio::test]
+async fn without_an_api_key_serving_beyond_loopback_is_refused_unless_insecure_no_auth() {
+    let refused = start_on("0.0.0.0:0", &fixture_model(), test_settings()).await;
+    let message = refused.expect_err("no key on 0.0.0.0 must be refused");
+    assert!(message.contains("--insecure-no-auth"), "{message}");
+    assert!(message.contains("--api-key"), "{message}");
+
+    let mut open = test_settings();
+    open.insecure_no_auth = true;
+    start_on("0.0.0.0:0", &fixture_model(), open)
+        .await
+        .expect("serves openly when told to");
+
+    let mut keyed = test_settings();
+    keyed.api_key = Some("s3cret".into());
+    start_on("0.0.0.0:0", &fixture_model(), keyed)
+        .await
+        .expect("serves with a key");
+
+    start_on("127.0.0.1:0", &fixture_model(), test_settings())
+        .await
+        .expect("loopback needs no key");
+}
+
+/// A copy of the fixture model with `change` applied to one of its JSON files.
+fn broken_model(file: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join(file);
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut value);
+    std::fs::write(&path, value.to_string()).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn model_directories_whose_parts_disagree_are_refused_at_start_naming_the_problem() {
+    let cases: Vec<(&str, tempfile::TempDir)> = vec![
+        (
+            "vocab_size is 100",
+            broken_model("config.json", |c| c["vocab_size"] = 100.into()),
+        ),
+        (
+            "layer_norm_eps must be positive",
+            broken_model("config.json", |c| c["layer_norm_eps"] = (-1.0).into()),
+        ),
+        (
+            "names the label 'ABBR' more than once",
+            broken_model("config.json", |c| c["id2label"]["1"] = "ABBR".into()),
+        ),
+        (
+            "not of the model's hidden size 32",
+            broken_model("calibration.json", |c| {
+                for mean in c["feature_distance"]["fitted"]["means"]
+                    .as_array_mut()
+                    .unwrap()
+                {
+                    mean.as_array_mut().unwrap().push(0.0.into());
+                }
+            }),
+        ),
+    ];
+    for (expected, dir) in cases {
+        let error = start_on("127.0.0.1:0", dir.path(), test_settings())
+            .await
+            .expect_err(expected);
+        assert!(
+            error.contains(expected),
+            "expected '{expected}' in: {error}"
+        );
+    }
+}
