@@ -203,7 +203,11 @@ impl Engine {
             depth: Arc::new(AtomicUsize::new(0)),
             ready: Arc::new(AtomicBool::new(false)),
             alive: Arc::new(AtomicBool::new(true)),
-            cost_budget: Arc::new(AtomicUsize::new(cost.max_request_cost)),
+            // Until the timed pass has run, requests (queued during warm-up) are not refused.
+            cost_budget: Arc::new(AtomicUsize::new(match cost.max_request_cost {
+                0 => usize::MAX,
+                fixed => fixed,
+            })),
         };
         let worker = Worker {
             classifier,

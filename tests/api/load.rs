@@ -108,6 +108,8 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_server_keeps_serving(
 async fn a_request_past_its_timeout_gets_503_without_blocking_the_server() {
     let mut settings = test_settings();
     settings.limits.request_timeout = Duration::from_millis(30);
+    // The cost budget would refuse this request up front; the timeout is the subject here.
+    settings.limits.max_request_cost = usize::MAX;
     settings.batch.max_batch_size = 4;
     let app = spawn_app_with(settings).await;
     let heavy = json!({"inputs": vec!["What is the population of the largest city in the world today ?"; 16], "samples": 100});
