@@ -16,10 +16,10 @@
 //!   keeps "same input, same seed → bit-identical output" true under load.
 //!
 //! Sampling jobs do not run to completion one after another: the engine
-//! computes one input of one sampling job at a time, round-robin over the
-//! jobs in progress, and between two inputs answers every classify job that
+//! runs one forward pass of one sampling job at a time, round-robin over the
+//! jobs in progress, and between two passes answers every classify job that
 //! has arrived (see [`super::schedule`]). A large request therefore delays a
-//! small one by at most one input's samples, never by its whole run.
+//! small one by at most one pass, never by its whole run.
 //!
 //! At start-up the engine times a full sampling pass and derives the cost
 //! budget of one request (tokens × samples it can finish within the request
@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use super::metrics::Metrics;
 use super::schedule::SamplingQueue;
 use crate::model::{Classifier, DropoutMode};
-use crate::uncertainty::{sample_input, sample_input_with_features, PassBudget, SamplingMode};
+use crate::uncertainty::{sample_input, InputSampling, PassBudget, SamplingMode};
 
 /// How the engine groups work.
 #[derive(Debug, Clone, Copy)]
@@ -502,14 +502,9 @@ impl Worker {
         chunks
     }
 
-    /// MC-dropout probabilities of input `index` of a sampling job, and its
-    /// mean last hidden state when the job asks for features (see
-    /// [`sample_input`] for why inputs never share a pass).
-    pub(super) fn sample_one(
-        &self,
-        work: &Work,
-        index: usize,
-    ) -> Result<(Vec<Vec<f32>>, Option<Vec<f32>>), String> {
+    /// The passes of input `index` of a sampling job (see [`sample_input`]
+    /// for why inputs never share a pass).
+    pub(super) fn start_input(&self, work: &Work, index: usize) -> Result<InputSampling, String> {
         let Work::Sample {
             rows,
             samples,
@@ -522,24 +517,21 @@ impl Worker {
         };
         let row = rows.get(index).ok_or("no such input")?;
         self.metrics.mc_samples.inc_by(*samples as u64);
-        let budget = self.pass_budget();
-        let per_pass = match mode {
-            SamplingMode::Head => *samples,
-            SamplingMode::Full => budget.samples_per_pass(row.len()),
-        };
-        for start in (0..*samples).step_by(per_pass.max(1)) {
-            self.metrics
-                .batch_rows
-                .observe(per_pass.min(samples - start) as f64);
-        }
-        let classifier = &self.classifier;
-        if *features {
-            sample_input_with_features(classifier, row, *samples, *seed, budget, *mode)
-                .map(|(p, mean)| (p, Some(mean)))
-        } else {
-            sample_input(classifier, row, *samples, *seed, budget, *mode).map(|p| (p, None))
-        }
-        .map_err(|e| e.to_string())
+        Ok(InputSampling::new(
+            row,
+            *samples,
+            *seed,
+            self.pass_budget(),
+            *mode,
+            *features,
+        ))
+    }
+
+    /// Runs the next pass of one input's sampling.
+    pub(super) fn run_pass(&self, sampling: &mut InputSampling) -> Result<(), String> {
+        let rows = sampling.step(&self.classifier).map_err(|e| e.to_string())?;
+        self.metrics.batch_rows.observe(rows as f64);
+        Ok(())
     }
 }
 

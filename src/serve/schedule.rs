@@ -3,22 +3,25 @@
 //! An uncertainty request of 64 long inputs × 100 samples is seconds of
 //! work. Run to completion, it would hold the only inference thread while
 //! every request behind it waits. Instead the engine keeps the sampling jobs
-//! in progress in a [`SamplingQueue`] and computes one input of one job per
-//! step, round-robin; between two steps it answers every classify job that
-//! has arrived. Each input is computed exactly as before (its own passes,
-//! its own dropout keys), so interleaving changes when an answer comes, never
-//! what it is.
+//! in progress in a [`SamplingQueue`] and runs one forward pass of one job
+//! per step, round-robin; between two steps it answers every classify job
+//! that has arrived. Each input is computed exactly as before (the same
+//! passes, the same dropout keys, in the same order), so interleaving changes
+//! when an answer comes, never what it is.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::engine::{Answer, Job, Output, Work, Worker};
+use crate::uncertainty::InputSampling;
 
 /// A sampling job part-way through its inputs.
 struct SamplingTask {
     job: Job,
     /// The next input to compute.
     next: usize,
+    /// The passes of input `next`, once started.
+    current: Option<InputSampling>,
     /// Probabilities per computed input per sample.
     samples: Vec<Vec<Vec<f32>>>,
     /// Mean last hidden states of computed inputs, when the job asks for them.
@@ -34,6 +37,7 @@ impl SamplingTask {
         Self {
             job,
             next: 0,
+            current: None,
             samples: Vec::new(),
             features: Vec::new(),
             began: None,
@@ -48,14 +52,26 @@ impl SamplingTask {
         }
     }
 
-    /// Computes the next input; the result is `Err` when the job failed.
+    /// Runs the next pass of the current input; the result is `Err` when
+    /// the job failed.
     fn advance(&mut self, worker: &Worker) -> Result<(), String> {
         let started = Instant::now();
         self.began.get_or_insert(started);
-        let (probabilities, mean) = worker.sample_one(&self.job.work, self.next)?;
-        self.samples.push(probabilities);
-        self.features.extend(mean);
-        self.next += 1;
+        let mut current = match self.current.take() {
+            Some(current) => current,
+            None => worker.start_input(&self.job.work, self.next)?,
+        };
+        worker.run_pass(&mut current)?;
+        if current.is_done() {
+            let (probabilities, mean) = current.finish();
+            self.samples.push(probabilities);
+            if matches!(self.job.work, Work::Sample { features: true, .. }) {
+                self.features.push(mean);
+            }
+            self.next += 1;
+        } else {
+            self.current = Some(current);
+        }
         self.computing += started.elapsed();
         Ok(())
     }
@@ -92,7 +108,7 @@ impl SamplingQueue {
         self.tasks.extend(jobs.into_iter().map(SamplingTask::new));
     }
 
-    /// Computes one input of the job at the front, then moves it to the back
+    /// Runs one pass of the job at the front, then moves it to the back
     /// (or answers it when it is complete). A job whose client has gone
     /// (timed out or disconnected) is dropped without more work.
     pub(super) fn step(&mut self, worker: &Worker) {

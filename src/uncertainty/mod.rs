@@ -199,28 +199,89 @@ fn sample(
     mode: SamplingMode,
     features: bool,
 ) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
-    let keys: Vec<u64> = (0..samples).map(|t| sample_key(seed, t)).collect();
-    let (logits, mean) = match mode {
-        SamplingMode::Head => {
-            let (logits, mean) = classifier.head_samples_and_mean_hidden(row, &keys)?;
-            (logits, if features { mean } else { Vec::new() })
+    let mut sampling = InputSampling::new(row, samples, seed, budget, mode, features);
+    while !sampling.is_done() {
+        sampling.step(classifier)?;
+    }
+    Ok(sampling.finish())
+}
+
+/// The forward passes behind one input's samples, run one at a time: the
+/// engine interleaves them with other requests' work. Running every step
+/// gives exactly [`sample_input`]'s (and [`sample_input_with_features`]')
+/// answer, since the passes and their order are the same.
+#[derive(Debug)]
+pub struct InputSampling {
+    row: Vec<u32>,
+    keys: Vec<u64>,
+    per_pass: usize,
+    mode: SamplingMode,
+    features: bool,
+    logits: Vec<Vec<f32>>,
+    mean: Option<Vec<f32>>,
+    /// Samples computed so far.
+    done: usize,
+}
+
+impl InputSampling {
+    /// The passes for `samples` samples of `row` (and its mean last hidden
+    /// state, with `features`).
+    pub fn new(
+        row: &[u32],
+        samples: usize,
+        seed: u64,
+        budget: PassBudget,
+        mode: SamplingMode,
+        features: bool,
+    ) -> Self {
+        Self {
+            row: row.to_vec(),
+            keys: (0..samples).map(|t| sample_key(seed, t)).collect(),
+            per_pass: budget.samples_per_pass(row.len()),
+            mode,
+            features,
+            logits: Vec::with_capacity(samples),
+            mean: None,
+            done: 0,
         }
-        SamplingMode::Full => {
-            let mut logits = Vec::with_capacity(samples);
-            for pass in keys.chunks(budget.samples_per_pass(row.len())) {
-                let batch: Vec<&[u32]> = vec![row; pass.len()];
-                logits.extend(classifier.logits(&batch, DropoutMode::On(pass))?);
-            }
-            let mean = if features {
-                let (_, mut means) = classifier.logits_and_mean_hidden(&[row])?;
-                means.pop().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            (logits, mean)
+    }
+
+    /// True once every pass has run.
+    pub fn is_done(&self) -> bool {
+        self.done == self.keys.len() && (!self.features || self.mean.is_some())
+    }
+
+    /// Runs the next pass; returns the rows it computed.
+    pub fn step(&mut self, classifier: &Classifier) -> Result<usize, ModelError> {
+        let row = self.row.as_slice();
+        if self.mode == SamplingMode::Head {
+            // One encoder pass shared by every sample: all of it in one step.
+            let (logits, mean) = classifier.head_samples_and_mean_hidden(row, &self.keys)?;
+            self.logits = logits;
+            self.done = self.keys.len();
+            self.mean = Some(if self.features { mean } else { Vec::new() });
+            return Ok(self.keys.len());
         }
-    };
-    Ok((logits.iter().map(|l| softmax(l, 1.0)).collect(), mean))
+        if self.done < self.keys.len() {
+            let end = (self.done + self.per_pass).min(self.keys.len());
+            let pass = &self.keys[self.done..end];
+            let batch: Vec<&[u32]> = vec![row; pass.len()];
+            self.logits
+                .extend(classifier.logits(&batch, DropoutMode::On(pass))?);
+            self.done = end;
+            return Ok(pass.len());
+        }
+        let (_, mut means) = classifier.logits_and_mean_hidden(&[row])?;
+        self.mean = Some(means.pop().unwrap_or_default());
+        Ok(1)
+    }
+
+    /// The per-sample probabilities and the mean last hidden state (empty
+    /// without `features`).
+    pub fn finish(self) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let probabilities = self.logits.iter().map(|l| softmax(l, 1.0)).collect();
+        (probabilities, self.mean.unwrap_or_default())
+    }
 }
 
 /// [`sample_input`] for each row: `[row][sample][class]`.
