@@ -37,9 +37,16 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
-    /// The body exceeds the size limit.
+    /// The body exceeds the size limit (or its Content-Length says it will).
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
+    /// The body could not be read to its end: the client stopped sending it
+    /// or the connection failed.
+    #[error("the request body ended early or could not be read: {0}")]
+    BodyIncomplete(String),
     /// A text is longer than the model accepts and truncation was refused.
     #[error("input {index} has {tokens} tokens, more than the model's maximum of {max}; send \"truncate\": true to cut it")]
     InputTooLong {
@@ -101,6 +108,8 @@ impl ApiError {
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
             ApiError::TooManyInputs { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_inputs"),
             ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ApiError::BodyIncomplete(_) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             ApiError::InputTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "input_too_long"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
@@ -115,6 +124,14 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+
+    /// True for the errors raised before the request body was read to its end.
+    fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            ApiError::BodyTooLarge(_) | ApiError::BodyTimeout(_) | ApiError::BodyIncomplete(_)
+        )
     }
 }
 
@@ -136,6 +153,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.leaves_body_unread() {
+            // The rest of the body is still on the wire: the connection
+            // cannot carry another request, so say it closes.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if matches!(self, ApiError::Unauthorized) {
             response

@@ -7,6 +7,8 @@
 //! - [`api`]: request and response bodies (the contract); [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
 //!   error format; [`metrics`]: Prometheus.
+//! - [`listen`]: accepting and running connections, their timeouts and cap,
+//!   and the shutdown grace.
 //!
 //! [`run`] takes its listener and shutdown future as arguments, so tests bind
 //! port 0 and stop the server when they like.
@@ -20,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod feedback;
 pub mod inference;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod record;
@@ -50,7 +53,8 @@ use api::CalibrationInfo;
 use api::ModelInfo;
 use engine::{BatchSettings, Engine};
 use error::ApiError;
-use extract::BodyLimit;
+use extract::BodyRules;
+use listen::ConnectionSettings;
 use metrics::Metrics;
 use record::RequestContext;
 
@@ -83,6 +87,8 @@ pub struct ServeSettings {
     pub batch: BatchSettings,
     /// MC-dropout sample counts.
     pub sampling: SamplingLimits,
+    /// Connection timeouts, the connection cap and the shutdown grace.
+    pub connections: ConnectionSettings,
     /// When set, `/v1/*`, `/predict` and `POST /` need `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// The prediction log and feedback database; `None` keeps nothing.
@@ -153,59 +159,138 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Loads the model, starts the engine and serves until `shutdown` resolves;
-/// then stops accepting, finishes what is in flight and stops the engine.
+/// then stops accepting, finishes what is in flight within the shutdown
+/// grace while the prediction log keeps writing, and stops the engine and
+/// the log.
 pub async fn run(
     listener: TcpListener,
     model_dir: &Path,
     settings: ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let dir = model_dir.to_path_buf();
-    let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
-        .await?
-        .with_context(|| format!("loading model {}", model_dir.display()))?;
-    let classifier = Arc::new(classifier);
-    let calibration = Calibration::load(model_dir)?;
-    let metrics = Arc::new(Metrics::new()?);
-    let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
-    let info = model_info(model_dir, &classifier, calibration.as_ref());
-    let (store, log, writer) = match &settings.persistence {
-        Some(p) => {
-            let (store, log, writer) = open_store(p, &info, &metrics).await?;
-            (Some(store), Some(log), Some(writer))
+    let server = Server::start(model_dir, settings).await?;
+    tracing::info!(model = %server.state.info.name, addr = %listener.local_addr()?, "serving");
+    server.serve(listener, ShutdownClock::start(shutdown)).await
+}
+
+/// What [`run`] starts and must stop.
+struct Server {
+    state: Arc<AppState>,
+    /// The engine thread; it stops when the last handle on its queue is dropped.
+    worker: std::thread::JoinHandle<()>,
+    store: Option<Store>,
+    writer: Option<LogWriter>,
+}
+
+impl Server {
+    /// Loads the model, starts the engine and opens the store.
+    async fn start(model_dir: &Path, settings: ServeSettings) -> anyhow::Result<Self> {
+        let dir = model_dir.to_path_buf();
+        let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
+            .await?
+            .with_context(|| format!("loading model {}", model_dir.display()))?;
+        let classifier = Arc::new(classifier);
+        let calibration = Calibration::load(model_dir)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let (engine, worker) = Engine::start(classifier.clone(), settings.batch, metrics.clone())?;
+        let info = model_info(model_dir, &classifier, calibration.as_ref());
+        let (store, log, writer) = match &settings.persistence {
+            Some(p) => {
+                let (store, log, writer) = open_store(p, &info, &metrics).await?;
+                (Some(store), Some(log), Some(writer))
+            }
+            None => (None, None, None),
+        };
+        let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
+        let state = Arc::new(AppState {
+            classifier,
+            engine,
+            metrics,
+            settings,
+            info,
+            store: store.clone(),
+            log,
+            store_text,
+            calibration,
+        });
+        Ok(Self {
+            state,
+            worker,
+            store,
+            writer,
+        })
+    }
+
+    /// Serves until the shutdown signal; from then on the HTTP drain and the
+    /// prediction log's drain run side by side, then the engine stops and
+    /// the store closes.
+    async fn serve(self, listener: TcpListener, clock: ShutdownClock) -> anyhow::Result<()> {
+        let Server {
+            state,
+            worker,
+            store,
+            writer,
+        } = self;
+        let connections = state.settings.connections;
+        let metrics = state.metrics.clone();
+        let (requests_done, requests_over) = tokio::sync::oneshot::channel::<()>();
+        let http = async {
+            let signal = clock.clone().began();
+            listen::serve(listener, router(state), connections, metrics, async {
+                signal.await;
+            })
+            .await;
+            // Every connection, and with it every handle on the engine
+            // queue, is gone: the engine drains and stops.
+            let _ = requests_done.send(());
+            tokio::task::spawn_blocking(move || worker.join()).await
+        };
+        let log = async {
+            if let Some(writer) = writer {
+                let began = clock.clone().began().await;
+                let over = async {
+                    let _ = requests_over.await;
+                };
+                writer
+                    .finish(over, began + connections.shutdown_grace)
+                    .await;
+            }
+        };
+        let (engine_stopped, ()) = tokio::join!(http, log);
+        engine_stopped?.ok();
+        if let Some(store) = store {
+            store.close().await;
         }
-        None => (None, None, None),
-    };
-    tracing::info!(model = %info.name, addr = %listener.local_addr()?, "serving");
-    let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
-    let state = Arc::new(AppState {
-        classifier,
-        engine,
-        metrics,
-        settings,
-        info,
-        store: store.clone(),
-        log,
-        store_text,
-        calibration,
-    });
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    // The router (and with it every queue sender) is gone: the engine and
-    // the prediction log drain and stop.
-    tokio::task::spawn_blocking(move || worker.join())
-        .await?
-        .ok();
-    if let Some(writer) = writer {
-        writer.finish().await;
+        tracing::info!("stopped");
+        Ok(())
     }
-    if let Some(store) = store {
-        store.close().await;
+}
+
+/// When the shutdown signal came, for the HTTP drain and the prediction
+/// log's drain, which run side by side from that moment.
+#[derive(Clone)]
+struct ShutdownClock(tokio::sync::watch::Receiver<Option<tokio::time::Instant>>);
+
+impl ShutdownClock {
+    /// Watches `shutdown` on its own task.
+    fn start(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (began, clock) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = began.send(Some(tokio::time::Instant::now()));
+        });
+        Self(clock)
     }
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Resolves at the shutdown signal, with its instant.
+    async fn began(mut self) -> tokio::time::Instant {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(began) => began.unwrap_or_else(tokio::time::Instant::now),
+            // The watching task is gone without a signal (the runtime is
+            // stopping): count from now.
+            Err(_) => tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// Connects, migrates, registers the model and starts the prediction log.
@@ -244,6 +329,10 @@ async fn open_store(
 /// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.limits.max_body_bytes;
+    let body_rules = BodyRules {
+        max_bytes: limit,
+        timeout: state.settings.connections.body_timeout,
+    };
     let protected = Router::new()
         .route("/v1/classify", post(classify::classify))
         .route("/v1/classify/uncertainty", post(classify::uncertainty))
@@ -268,7 +357,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(Extension(BodyLimit(limit)))
+        .layer(Extension(body_rules))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
