@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::database::{settings_with_database, Backend, TestDatabase};
 use crate::helpers::{spawn_app_with, test_settings, TestApp};
 
 /// Longest any single wait in these tests may take.
@@ -275,4 +276,44 @@ async fn a_client_holding_a_partial_body_does_not_keep_the_server_alive_past_the
     assert!(took >= Duration::from_millis(450), "stopped after {took:?}");
     assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
     assert!(closed_within(&mut stream, PATIENCE).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prediction_answered_during_the_shutdown_grace_is_logged_and_shutdown_ends_with_it() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let mut settings = settings_with_database(&db.url);
+    settings.connections.shutdown_grace = Duration::from_secs(3);
+    let mut app = spawn_app_with(settings).await;
+    let body = br#"{"inputs": "Who wrote Hamlet ?"}"#;
+    let mut stream = connect(&app).await;
+    let head = format!(
+        "POST /v1/classify HTTP/1.1\r\nHost: candor\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&body[5..]).await.unwrap();
+    let response = read_response(&mut stream).await.expect("an answer");
+    assert_eq!(response.status, 200);
+    let id = response.body["predictions"][0]["id"]
+        .as_str()
+        .expect("a prediction id")
+        .to_string();
+    tokio::time::timeout(PATIENCE, app.finished())
+        .await
+        .expect("run() returns")
+        .expect("the server stops cleanly");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    let store = db.store().await;
+    let stored = store.prediction_ids().await.unwrap();
+    store.close().await;
+    assert!(
+        stored.iter().any(|s| s.to_string() == id),
+        "{id} was not logged"
+    );
 }
