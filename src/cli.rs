@@ -166,9 +166,9 @@ pub struct ServeArgs {
     /// the connection is closed. A real client sends its head in one packet.
     #[arg(long, env = "CANDOR_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
-    /// A request body must arrive within this many milliseconds once it is
-    /// read, or the answer is 408 and the connection closes (1 MiB over a
-    /// 1 Mbit/s link takes about 8 s).
+    /// A request body must arrive within this many milliseconds of its
+    /// handler starting to read it, or the answer is 408 and the connection
+    /// closes (1 MiB over a 1 Mbit/s link takes about 8 s).
     #[arg(long, env = "CANDOR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,
     /// A keep-alive connection with no request for this many milliseconds is

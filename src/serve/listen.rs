@@ -137,6 +137,7 @@ impl OpenConnections {
     /// shutdown grace, closes those still open.
     async fn finish(mut self) {
         let _ = self.stop.send(true);
+        while self.tasks.try_join_next().is_some() {}
         let grace = self.settings.shutdown_grace;
         tracing::info!(
             open = self.tasks.len(),
