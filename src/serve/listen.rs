@@ -316,9 +316,14 @@ impl Activity {
     }
 
     fn deadline(&self, settings: &ConnectionSettings) -> Option<(Instant, Expired)> {
+        // A timeout too large to add to an instant is no timeout.
         match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
-            Phase::Head { since } => Some((since + settings.header_timeout, Expired::Head)),
-            Phase::Idle { since } => Some((since + settings.idle_timeout, Expired::Idle)),
+            Phase::Head { since } => since
+                .checked_add(settings.header_timeout)
+                .map(|at| (at, Expired::Head)),
+            Phase::Idle { since } => since
+                .checked_add(settings.idle_timeout)
+                .map(|at| (at, Expired::Idle)),
             Phase::Busy => None,
         }
     }

@@ -251,9 +251,8 @@ impl Server {
                 let over = async {
                     let _ = requests_over.await;
                 };
-                writer
-                    .finish(over, began + connections.shutdown_grace)
-                    .await;
+                let grace_left = connections.shutdown_grace.saturating_sub(began.elapsed());
+                writer.finish(over, grace_left).await;
             }
         };
         let (engine_stopped, ()) = tokio::join!(http, log);

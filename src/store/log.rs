@@ -225,23 +225,25 @@ impl LogWriter {
     /// Records from requests still in flight are accepted and written as
     /// usual; once `requests_done` resolves the queue closes and the writer
     /// stops when what is queued is written. It gives up `drain_timeout`
-    /// after `grace_ends` (the latest the requests can end): what is still
-    /// queued then is counted and reported as unlogged. So the whole
+    /// after `grace` (the longest the requests can still take): what is
+    /// still queued then is counted and reported as unlogged. So the whole
     /// shutdown takes at most the HTTP grace plus the drain timeout.
     pub async fn finish(
         self,
         requests_done: impl std::future::Future<Output = ()>,
-        grace_ends: tokio::time::Instant,
+        grace: Duration,
     ) {
-        let deadline = grace_ends + self.drain_timeout;
+        let budget = grace.saturating_add(self.drain_timeout);
+        let started = Instant::now();
         tracing::info!(
             backlog = self.state.counters.backlog.get(),
             "shutdown: the prediction log keeps writing while requests finish"
         );
-        let _ = tokio::time::timeout_at(deadline, requests_done).await;
+        let _ = tokio::time::timeout(budget, requests_done).await;
         let _ = self.close.send(());
         let abort = self.task.abort_handle();
-        match tokio::time::timeout_at(deadline, self.task).await {
+        let left = budget.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.task).await {
             Ok(_) => tracing::info!(
                 written = self.state.counters.written.get(),
                 "prediction log drained"
