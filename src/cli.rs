@@ -177,6 +177,31 @@ pub struct ServeArgs {
     /// Threads answering HTTP (the model has its own thread).
     #[arg(long, env = "CANDOR_HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
+    /// A request head (request line and headers) must arrive within this many
+    /// milliseconds of its first byte (of the accept, on a new connection), or
+    /// the connection is closed. A real client sends its head in one packet.
+    #[arg(long, env = "CANDOR_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this many milliseconds of its
+    /// handler starting to read it, or the answer is 408 and the connection
+    /// closes (1 MiB over a 1 Mbit/s link takes about 8 s).
+    #[arg(long, env = "CANDOR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// A keep-alive connection with no request for this many milliseconds is
+    /// closed; longer than the 60 s idle timeout common in load balancers, so
+    /// they, not candor, close the pooled connections they hold.
+    #[arg(long, env = "CANDOR_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; further ones are closed as soon as
+    /// they are accepted (and counted in candor_connections_refused_total).
+    #[arg(long, env = "CANDOR_MAX_CONNECTIONS", default_value_t = 1_024)]
+    pub max_connections: usize,
+    /// After SIGTERM, how many milliseconds requests in flight may take before
+    /// their connections are closed regardless (the request timeout plus 5 s
+    /// for a body still arriving). Shutdown takes at most this plus
+    /// --log-drain-timeout-ms.
+    #[arg(long, env = "CANDOR_SHUTDOWN_GRACE_MS", default_value_t = 15_000)]
+    pub shutdown_grace_ms: u64,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Keep no database: no prediction log, feedback, review queue or stats.
@@ -193,7 +218,8 @@ pub struct ServeArgs {
     /// Most predictions written per database transaction.
     #[arg(long, env = "CANDOR_LOG_BATCH_ROWS", default_value_t = 256)]
     pub log_batch_rows: usize,
-    /// How long shutdown waits, in milliseconds, for the backlog to reach the database.
+    /// How long shutdown waits, in milliseconds, for the backlog to reach the
+    /// database, beyond the shutdown grace (the log keeps writing during it).
     #[arg(long, env = "CANDOR_LOG_DRAIN_TIMEOUT_MS", default_value_t = 8_000)]
     pub log_drain_timeout_ms: u64,
     /// How long start-up waits, in seconds, for the database to accept connections.
@@ -205,7 +231,8 @@ impl ServeArgs {
     /// The library's view of these options.
     pub fn settings(&self) -> crate::serve::ServeSettings {
         use crate::serve::{
-            engine::BatchSettings, Limits, Persistence, SamplingLimits, ServeSettings,
+            engine::BatchSettings, listen::ConnectionSettings, Limits, Persistence, SamplingLimits,
+            ServeSettings,
         };
         use crate::store::log::LogSettings;
         use std::time::Duration;
@@ -226,6 +253,13 @@ impl ServeArgs {
             sampling: SamplingLimits {
                 default_samples: self.default_samples,
                 max_samples: self.max_samples,
+            },
+            connections: ConnectionSettings {
+                header_timeout: Duration::from_millis(self.header_timeout_ms),
+                body_timeout: Duration::from_millis(self.body_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                max_connections: self.max_connections.max(1),
+                shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             },
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             insecure_no_auth: self.insecure_no_auth,

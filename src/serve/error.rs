@@ -42,9 +42,16 @@ pub enum ApiError {
         "the request body must be JSON sent with 'Content-Type: application/json' (got '{0}')"
     )]
     UnsupportedMediaType(String),
-    /// The body exceeds the size limit.
+    /// The body exceeds the size limit (or its Content-Length says it will).
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
+    /// The body could not be read to its end: the client stopped sending it
+    /// or the connection failed.
+    #[error("the request body ended early or could not be read: {0}")]
+    BodyIncomplete(String),
     /// The request is more work than the engine finishes within the timeout.
     #[error("this request costs {cost} token passes (tokens × samples for full MC dropout), more than the {max} this server finishes within its {timeout_ms} ms request timeout; send fewer inputs, fewer samples or shorter texts, or use \"mode\": \"head\"")]
     TooCostly {
@@ -129,6 +136,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ApiError::BodyIncomplete(_) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             ApiError::TooCostly { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_costly"),
             ApiError::InputTooLong { .. } | ApiError::InputTooManyChars { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "input_too_long")
@@ -146,6 +155,14 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+
+    /// True for the errors raised before the request body was read to its end.
+    fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            ApiError::BodyTooLarge(_) | ApiError::BodyTimeout(_) | ApiError::BodyIncomplete(_)
+        )
     }
 }
 
@@ -167,6 +184,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.leaves_body_unread() {
+            // The rest of the body is still on the wire: the connection
+            // cannot carry another request, so say it closes.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if matches!(self, ApiError::Unauthorized) {
             response

@@ -1,8 +1,10 @@
 //! A JSON extractor whose rejections use candor's error format.
 //!
 //! axum's `Json` answers syntax errors with 400 and plain text; candor answers
-//! 422 JSON for anything that is not the expected JSON, 400 only for bodies that
-//! are not UTF-8, and 413 for bodies over the limit.
+//! 422 JSON for anything that is not the expected JSON, 400 for bodies that
+//! are not UTF-8 or end early, 413 for bodies over the limit (before reading
+//! any of it when the Content-Length says so) and 408 for bodies that do not
+//! arrive within the body timeout.
 //!
 //! The body must be declared `Content-Type: application/json` (415 otherwise):
 //! a browser can send a cross-site POST without asking first only as
@@ -13,8 +15,12 @@
 //! store it, and what one database accepts the other must too, so it is
 //! refused at the edge with a 422 for both.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{header, HeaderMap};
 use serde::de::DeserializeOwned;
 
@@ -32,20 +38,61 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         require_json(req.headers())?;
-        let limit = req
+        let rules = req
             .extensions()
-            .get::<BodyLimit>()
-            .map_or(usize::MAX, |l| l.0);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::BodyTooLarge(limit))?;
+            .get::<BodyRules>()
+            .copied()
+            .unwrap_or(BodyRules::NONE);
+        rules.check_declared_length(&req)?;
+        let bytes = rules.read(req, state).await?;
         parse(&bytes).map(JsonBody)
     }
 }
 
-/// The body limit in force, recorded so a rejection can name it.
+/// The body limits in force, recorded on each request so the reader can
+/// apply them and a rejection can name them.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyRules {
+    /// Largest body in bytes (also enforced by `DefaultBodyLimit`).
+    pub max_bytes: usize,
+    /// How long the whole body may take to arrive once reading starts.
+    pub timeout: Duration,
+}
+
+impl BodyRules {
+    /// No limits, for a request that carries no rules.
+    const NONE: BodyRules = BodyRules {
+        max_bytes: usize::MAX,
+        timeout: Duration::MAX,
+    };
+
+    /// 413 before any of the body is read when its Content-Length is over the limit.
+    fn check_declared_length(&self, req: &Request) -> Result<(), ApiError> {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(length) if length > self.max_bytes as u64 => {
+                Err(ApiError::BodyTooLarge(self.max_bytes))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the whole body within the size limit and the timeout.
+    async fn read<S: Send + Sync>(&self, req: Request, state: &S) -> Result<Bytes, ApiError> {
+        match tokio::time::timeout(self.timeout, Bytes::from_request(req, state)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(
+                _,
+            )))) => Err(ApiError::BodyTooLarge(self.max_bytes)),
+            Ok(Err(rejection)) => Err(ApiError::BodyIncomplete(rejection.body_text())),
+            Err(_) => Err(ApiError::BodyTimeout(self.timeout.as_millis() as u64)),
+        }
+    }
+}
 
 /// Parses a JSON body: 400 for non-UTF-8, 422 for anything else that is wrong.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency, batch sizes,
-//! queue depth and MC samples, rendered as the text exposition format.
+//! queue depth, MC samples and connections, rendered as the text exposition
+//! format.
 
 use crate::store::log::LogCounters;
 use prometheus::{
@@ -20,6 +21,13 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// MC-dropout samples computed (inputs × samples).
     pub mc_samples: IntCounter,
+    /// Connections open now.
+    pub connections_open: IntGauge,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// Connections closed by a timeout, by what they were waiting for
+    /// (`head`: a request head; `idle`: a next request).
+    pub connections_timed_out: IntCounterVec,
     /// The prediction log's instruments.
     log: LogCounters,
 }
@@ -57,11 +65,26 @@ impl Metrics {
             "mc_samples_total",
             "MC-dropout forward rows computed (inputs x samples)",
         )?;
+        let connections_open = IntGauge::new("connections_open", "HTTP connections open now")?;
+        let connections_refused = IntCounter::new(
+            "connections_refused_total",
+            "HTTP connections closed as soon as accepted because max_connections were open",
+        )?;
+        let connections_timed_out = IntCounterVec::new(
+            Opts::new(
+                "connections_timed_out_total",
+                "HTTP connections closed by a timeout, by what they were waiting for (head or idle)",
+            ),
+            &["waiting_for"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(mc_samples.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_timed_out.clone()))?;
         let log = LogCounters {
             written: IntCounter::new(
                 "predictions_logged_total",
@@ -91,6 +114,9 @@ impl Metrics {
             batch_rows,
             queue_depth,
             mc_samples,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
             log,
         })
     }

@@ -7,6 +7,8 @@
 //! - [`api`]: request and response bodies (the contract); [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
 //!   error format; [`metrics`]: Prometheus.
+//! - [`listen`]: accepting and running connections, their timeouts and cap,
+//!   and the shutdown grace.
 //!
 //! [`run`] takes its listener and shutdown future as arguments, so tests bind
 //! port 0 and stop the server when they like.
@@ -20,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod feedback;
 pub mod inference;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod record;
@@ -52,7 +55,8 @@ use api::CalibrationInfo;
 use api::ModelInfo;
 use engine::{BatchSettings, CostSettings, Engine};
 use error::ApiError;
-use extract::BodyLimit;
+use extract::BodyRules;
+use listen::ConnectionSettings;
 use metrics::Metrics;
 use record::RequestContext;
 
@@ -92,6 +96,8 @@ pub struct ServeSettings {
     pub batch: BatchSettings,
     /// MC-dropout sample counts.
     pub sampling: SamplingLimits,
+    /// Connection timeouts, the connection cap and the shutdown grace.
+    pub connections: ConnectionSettings,
     /// When set, `/v1/*`, `/predict` and `POST /` need `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// Serve without an API key on an address other hosts can reach; without
@@ -172,7 +178,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 const CHARS_PER_TOKEN_READ: usize = 20;
 
 /// Loads the model, starts the engine and serves until `shutdown` resolves;
-/// then stops accepting, finishes what is in flight and stops the engine.
+/// then stops accepting, finishes what is in flight within the shutdown
+/// grace while the prediction log keeps writing, and stops the engine and
+/// the log.
 pub async fn run(
     listener: TcpListener,
     model_dir: &Path,
@@ -180,70 +188,143 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_access(&settings, listener.local_addr()?)?;
-    let dir = model_dir.to_path_buf();
-    let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
-        .await?
-        .with_context(|| format!("loading model {}", model_dir.display()))?;
-    let classifier = Arc::new(classifier);
-    let calibration = Calibration::load(model_dir)?;
-    if let Some(c) = &calibration {
-        c.check_against(
-            model_dir,
-            classifier.labels.len(),
-            classifier.config.hidden_size,
-        )?;
-    }
-    let metrics = Arc::new(Metrics::new()?);
-    let cost = CostSettings {
-        max_request_cost: settings.limits.max_request_cost,
-        request_timeout: settings.limits.request_timeout,
-    };
-    let (engine, worker) =
-        Engine::start(classifier.clone(), settings.batch, cost, metrics.clone())?;
-    let info = model_info(model_dir, &classifier, calibration.as_ref());
-    let (store, log, writer) = match &settings.persistence {
-        Some(p) => {
-            let (store, log, writer) = open_store(p, &info, &metrics).await?;
-            (Some(store), Some(log), Some(writer))
+    let server = Server::start(model_dir, settings).await?;
+    tracing::info!(model = %server.state.info.name, addr = %listener.local_addr()?, "serving");
+    server.serve(listener, ShutdownClock::start(shutdown)).await
+}
+
+/// What [`run`] starts and must stop.
+struct Server {
+    state: Arc<AppState>,
+    /// The engine thread; it stops when the last handle on its queue is dropped.
+    worker: std::thread::JoinHandle<()>,
+    store: Option<Store>,
+    writer: Option<LogWriter>,
+}
+
+impl Server {
+    /// Loads the model, starts the engine and opens the store.
+    async fn start(model_dir: &Path, settings: ServeSettings) -> anyhow::Result<Self> {
+        let dir = model_dir.to_path_buf();
+        let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
+            .await?
+            .with_context(|| format!("loading model {}", model_dir.display()))?;
+        let classifier = Arc::new(classifier);
+        let calibration = Calibration::load(model_dir)?;
+        if let Some(c) = &calibration {
+            let (labels, hidden) = (classifier.labels.len(), classifier.config.hidden_size);
+            c.check_against(model_dir, labels, hidden)?;
         }
-        None => (None, None, None),
-    };
-    tracing::info!(model = %info.name, addr = %listener.local_addr()?, "serving");
-    let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
-    let mut settings = settings;
-    if settings.limits.max_input_chars == 0 {
-        settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * info.max_length;
+        let metrics = Arc::new(Metrics::new()?);
+        let cost = CostSettings {
+            max_request_cost: settings.limits.max_request_cost,
+            request_timeout: settings.limits.request_timeout,
+        };
+        let (engine, worker) =
+            Engine::start(classifier.clone(), settings.batch, cost, metrics.clone())?;
+        let info = model_info(model_dir, &classifier, calibration.as_ref());
+        let (store, log, writer) = match &settings.persistence {
+            Some(p) => {
+                let (store, log, writer) = open_store(p, &info, &metrics).await?;
+                (Some(store), Some(log), Some(writer))
+            }
+            None => (None, None, None),
+        };
+        let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
+        let mut settings = settings;
+        if settings.limits.max_input_chars == 0 {
+            settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * info.max_length;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let state = Arc::new(AppState {
+            classifier,
+            engine,
+            metrics,
+            settings,
+            info,
+            store: store.clone(),
+            log,
+            store_text,
+            calibration,
+            tokenizer_permits: tokio::sync::Semaphore::new(cores),
+        });
+        Ok(Self {
+            state,
+            worker,
+            store,
+            writer,
+        })
     }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let state = Arc::new(AppState {
-        classifier,
-        engine,
-        metrics,
-        settings,
-        info,
-        store: store.clone(),
-        log,
-        store_text,
-        calibration,
-        tokenizer_permits: tokio::sync::Semaphore::new(cores),
-    });
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    // The router (and with it every queue sender) is gone: the engine and
-    // the prediction log drain and stop.
-    tokio::task::spawn_blocking(move || worker.join())
-        .await?
-        .ok();
-    if let Some(writer) = writer {
-        writer.finish().await;
+
+    /// Serves until the shutdown signal; from then on the HTTP drain and the
+    /// prediction log's drain run side by side, then the engine stops and
+    /// the store closes.
+    async fn serve(self, listener: TcpListener, clock: ShutdownClock) -> anyhow::Result<()> {
+        let Server {
+            state,
+            worker,
+            store,
+            writer,
+        } = self;
+        let connections = state.settings.connections;
+        let metrics = state.metrics.clone();
+        let (requests_done, requests_over) = tokio::sync::oneshot::channel::<()>();
+        let http = async {
+            let signal = clock.clone().began();
+            listen::serve(listener, router(state), connections, metrics, async {
+                signal.await;
+            })
+            .await;
+            // Every connection, and with it every handle on the engine
+            // queue, is gone: the engine drains and stops.
+            let _ = requests_done.send(());
+            tokio::task::spawn_blocking(move || worker.join()).await
+        };
+        let log = async {
+            if let Some(writer) = writer {
+                let began = clock.clone().began().await;
+                let over = async {
+                    let _ = requests_over.await;
+                };
+                let grace_left = connections.shutdown_grace.saturating_sub(began.elapsed());
+                writer.finish(over, grace_left).await;
+            }
+        };
+        let (engine_stopped, ()) = tokio::join!(http, log);
+        engine_stopped?.ok();
+        if let Some(store) = store {
+            store.close().await;
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
-    if let Some(store) = store {
-        store.close().await;
+}
+
+/// When the shutdown signal came, for the HTTP drain and the prediction
+/// log's drain, which run side by side from that moment.
+#[derive(Clone)]
+struct ShutdownClock(tokio::sync::watch::Receiver<Option<tokio::time::Instant>>);
+
+impl ShutdownClock {
+    /// Watches `shutdown` on its own task.
+    fn start(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (began, clock) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = began.send(Some(tokio::time::Instant::now()));
+        });
+        Self(clock)
     }
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Resolves at the shutdown signal, with its instant.
+    async fn began(mut self) -> tokio::time::Instant {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(began) => began.unwrap_or_else(tokio::time::Instant::now),
+            // The watching task is gone without a signal (the runtime is
+            // stopping): count from now.
+            Err(_) => tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// Refuses to serve stored texts and the model to the network with no key:
@@ -299,6 +380,10 @@ async fn open_store(
 /// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.limits.max_body_bytes;
+    let body_rules = BodyRules {
+        max_bytes: limit,
+        timeout: state.settings.connections.body_timeout,
+    };
     let protected = Router::new()
         .route("/v1/classify", post(classify::classify))
         .route("/v1/classify/uncertainty", post(classify::uncertainty))
@@ -323,7 +408,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(Extension(BodyLimit(limit)))
+        .layer(Extension(body_rules))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)

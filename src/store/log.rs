@@ -5,7 +5,9 @@
 //! back-off and the queue fills; the queue is the bounded backlog. A record
 //! that finds it full is not logged, and that is counted
 //! (`candor_predictions_unlogged_total`) and logged, never silent. On
-//! shutdown the queue closes and the writer drains it within a deadline.
+//! shutdown the writer keeps writing while requests finish, then the queue
+//! closes and the writer drains it within a deadline counted from the
+//! shutdown signal.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,11 +76,15 @@ struct WriterState {
     started: Instant,
 }
 
-/// The running writer: join it after every [`PredictionLog`] is dropped.
+/// The running writer: stop it with [`LogWriter::finish`].
 pub struct LogWriter {
     task: JoinHandle<()>,
     state: Arc<WriterState>,
     drain_timeout: Duration,
+    /// Closes the queue: every request that could log has ended. (Waiting
+    /// for every [`PredictionLog`] handle to drop would tie the writer's end
+    /// to whatever still holds one.)
+    close: oneshot::Sender<()>,
 }
 
 impl PredictionLog {
@@ -90,6 +96,7 @@ impl PredictionLog {
         counters: LogCounters,
     ) -> (PredictionLog, LogWriter) {
         let (queue, receiver) = mpsc::channel(settings.capacity.max(1));
+        let (close, closed) = oneshot::channel();
         let state = Arc::new(WriterState {
             counters,
             failing: AtomicBool::new(false),
@@ -100,7 +107,10 @@ impl PredictionLog {
         let task = tokio::spawn(write_loop(
             store,
             model_id,
-            receiver,
+            Inbox {
+                receiver,
+                closed: Some(closed),
+            },
             settings.batch_rows.max(1),
             state.clone(),
         ));
@@ -113,6 +123,7 @@ impl PredictionLog {
                 task,
                 state,
                 drain_timeout: settings.drain_timeout,
+                close,
             },
         )
     }
@@ -209,11 +220,30 @@ impl WriterState {
 }
 
 impl LogWriter {
-    /// Waits for the writer to drain the closed queue, up to the drain
-    /// timeout; what is still queued then is counted and reported as unlogged.
-    pub async fn finish(self) {
+    /// Stops the log, called at the shutdown signal, while requests finish.
+    ///
+    /// Records from requests still in flight are accepted and written as
+    /// usual; once `requests_done` resolves the queue closes and the writer
+    /// stops when what is queued is written. It gives up `drain_timeout`
+    /// after `grace` (the longest the requests can still take): what is
+    /// still queued then is counted and reported as unlogged. So the whole
+    /// shutdown takes at most the HTTP grace plus the drain timeout.
+    pub async fn finish(
+        self,
+        requests_done: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let budget = grace.saturating_add(self.drain_timeout);
+        let started = Instant::now();
+        tracing::info!(
+            backlog = self.state.counters.backlog.get(),
+            "shutdown: the prediction log keeps writing while requests finish"
+        );
+        let _ = tokio::time::timeout(budget, requests_done).await;
+        let _ = self.close.send(());
         let abort = self.task.abort_handle();
-        match tokio::time::timeout(self.drain_timeout, self.task).await {
+        let left = budget.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.task).await {
             Ok(_) => tracing::info!(
                 written = self.state.counters.written.get(),
                 "prediction log drained"
@@ -235,14 +265,41 @@ const LINGER: Duration = Duration::from_millis(20);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
+/// The writer's end of the queue and its close signal.
+struct Inbox {
+    receiver: mpsc::Receiver<Entry>,
+    /// Resolves when [`LogWriter::finish`] closes the queue; `None` once it has.
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+impl Inbox {
+    /// The next entry; `None` once the queue is closed (by the close signal
+    /// or because every handle is gone) and empty.
+    async fn next(&mut self) -> Option<Entry> {
+        loop {
+            let Some(closed) = self.closed.as_mut() else {
+                return self.receiver.recv().await;
+            };
+            tokio::select! {
+                entry = self.receiver.recv() => return entry,
+                _ = closed => {
+                    // What is queued is still received; nothing new gets in.
+                    self.closed = None;
+                    self.receiver.close();
+                }
+            }
+        }
+    }
+}
+
 async fn write_loop(
     store: Store,
     model_id: i64,
-    mut receiver: mpsc::Receiver<Entry>,
+    mut inbox: Inbox,
     batch_rows: usize,
     state: Arc<WriterState>,
 ) {
-    while let Some(first) = receiver.recv().await {
+    while let Some(first) = inbox.next().await {
         let mut batch = Vec::new();
         let mut waiting = Vec::new();
         take(first, &mut batch, &mut waiting);
@@ -251,7 +308,7 @@ async fn write_loop(
         // most LINGER, and a flush does not wait.
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < batch_rows && waiting.is_empty() {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            match tokio::time::timeout_at(deadline, inbox.receiver.recv()).await {
                 Ok(Some(entry)) => take(entry, &mut batch, &mut waiting),
                 Ok(None) | Err(_) => break,
             }

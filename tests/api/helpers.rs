@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use candor::serve::engine::BatchSettings;
+use candor::serve::listen::ConnectionSettings;
 use candor::serve::{Limits, SamplingLimits, ServeSettings};
 use tokio::sync::oneshot;
 
@@ -31,6 +32,13 @@ pub fn test_settings() -> ServeSettings {
         sampling: SamplingLimits {
             default_samples: 30,
             max_samples: 100,
+        },
+        connections: ConnectionSettings {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1_024,
+            shutdown_grace: Duration::from_secs(15),
         },
         api_key: None,
         insecure_no_auth: false,

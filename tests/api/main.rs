@@ -4,6 +4,7 @@ mod classify;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat;
+mod connections;
 mod database;
 mod decisions;
 mod durability;
