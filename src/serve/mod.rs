@@ -96,6 +96,8 @@ pub struct Persistence {
     pub database_url: String,
     /// Keep the input texts; false keeps only their sha256.
     pub store_text: bool,
+    /// Longest text kept, in characters; longer ones are cut and marked `text_truncated`.
+    pub max_stored_text_chars: usize,
     /// Queueing and batching of the prediction log.
     pub log: LogSettings,
     /// How long start-up waits for the database to accept connections.
@@ -120,6 +122,8 @@ pub struct AppState {
     pub log: Option<PredictionLog>,
     /// Whether logged predictions keep their text.
     pub store_text: bool,
+    /// Longest text a logged prediction keeps, in characters.
+    pub max_stored_text_chars: usize,
     /// The model's calibration.json, when it has one.
     pub calibration: Option<Calibration>,
 }
@@ -178,6 +182,10 @@ pub async fn run(
     };
     tracing::info!(model = %info.name, addr = %listener.local_addr()?, "serving");
     let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
+    let max_stored_text_chars = settings
+        .persistence
+        .as_ref()
+        .map_or(usize::MAX, |p| p.max_stored_text_chars);
     let state = Arc::new(AppState {
         classifier,
         engine,
@@ -187,6 +195,7 @@ pub async fn run(
         store: store.clone(),
         log,
         store_text,
+        max_stored_text_chars,
         calibration,
     });
     let app = router(state);

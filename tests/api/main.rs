@@ -12,4 +12,6 @@ mod helpers;
 mod load;
 mod operations;
 mod persistence;
+mod prediction_log;
 mod properties;
+mod review_queue;
