@@ -11,10 +11,13 @@
 -- predictive entropy, then lowest score, then prediction id. it is stored as
 -- keys that all sort ascending, so one index serves it and a page resumes
 -- after a row value: (not_abstained, ..., prediction_id) > (cursor).
+-- the rows are derived data written by the same transactions as the rows
+-- they point to, so there are no foreign keys: each would cost a lookup per
+-- logged prediction on the insert path.
 create table review_items (
-    model_id bigint not null references models (id),
+    model_id bigint not null,
     text_sha256 text not null,
-    prediction_id uuid not null references predictions (id),
+    prediction_id uuid not null,
     not_abstained integer not null,                 -- 0 when the answer abstained, else 1
     without_information integer not null,           -- 0 with mc figures, 1 without
     negated_information double precision not null,  -- -mutual_information, 0 without
