@@ -311,7 +311,10 @@ impl Store {
                 })
                 .or_insert(place);
         }
-        let items: Vec<(&str, QueuePlace)> = first.into_iter().collect();
+        // In one order everywhere, so replicas upserting the same texts at
+        // once wait for each other rather than deadlock.
+        let mut items: Vec<(&str, QueuePlace)> = first.into_iter().collect();
+        items.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
             let sql = self.queue_for_review_sql(chunk.len());
             let mut query = sqlx::query(&sql);
