@@ -346,7 +346,7 @@ async fn insert_as_before(
 
 /// A prediction as the server logs it; a third repeat a text already logged.
 fn record(n: usize) -> PredictionRecord {
-    let text = if n % 3 == 0 {
+    let text = if n.is_multiple_of(3) {
         format!("a review of film number {n}")
     } else {
         format!("a new review {n}")
@@ -363,7 +363,7 @@ fn record(n: usize) -> PredictionRecord {
         probabilities: vec![0.4, 0.6],
         predictive_entropy: (n % 693) as f64 / 1000.0,
         margin: 0.2,
-        sampled: (n % 2 == 0).then(|| SampledFigures {
+        sampled: n.is_multiple_of(2).then(|| SampledFigures {
             samples: 30,
             mode: "full".into(),
             seed: 1,
