@@ -434,6 +434,8 @@ impl Store {
             for row in chunk {
                 let probabilities = serde_json::to_string(&row.probabilities).map_err(malformed)?;
                 let sampled = row.sampled.as_ref();
+                let double =
+                    |figure: fn(&SampledFigures) -> f64| sampled.map(|s| finite(figure(s)));
                 query = query
                     .bind(row.id.to_string())
                     .bind(model_id)
@@ -449,9 +451,9 @@ impl Store {
                     .bind(sampled.map(|s| s.samples.min(i32::MAX as usize) as i32))
                     .bind(sampled.map(|s| s.mode.clone()))
                     .bind(sampled.map(|s| s.seed.to_string()))
-                    .bind(sampled.map(|s| finite(s.expected_entropy)))
-                    .bind(sampled.map(|s| finite(s.mutual_information)))
-                    .bind(sampled.map(|s| finite(s.variation_ratio)))
+                    .bind(NullableDouble(double(|s| s.expected_entropy)))
+                    .bind(NullableDouble(double(|s| s.mutual_information)))
+                    .bind(NullableDouble(double(|s| s.variation_ratio)))
                     .bind(row.latency_ms)
                     .bind(row.abstained.map(i32::from))
                     .bind(i32::from(row.text_truncated))
@@ -665,6 +667,31 @@ impl Store {
     /// The pool, for checks the store has no query for (tests, `db` commands).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// An optional `f64` to bind. sqlx 0.8.6's Any driver sends a NULL `f64` to
+/// PostgreSQL as a `float4` (and a NULL `f32` as a `float8`); a cached
+/// statement first prepared with such a NULL then refuses every later
+/// value in that place (SQLSTATE 22P03, "incorrect binary data format").
+/// So a missing value is bound as a NULL `f32`, which arrives as `float8`.
+struct NullableDouble(Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableDouble {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableDouble {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(x) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&x, buf),
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
     }
 }
 

@@ -209,3 +209,36 @@ async fn truncated_body(backend: Backend) {
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(long))
     );
 }
+
+on_both_databases!(
+    predictions_with_and_without_mc_figures_share_their_statements,
+    alternating_body
+);
+async fn alternating_body(backend: Backend) {
+    // A statement first prepared with the MC figures missing (NULL) must
+    // still take them later: the same one-row insert, alternating.
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let log = started_log(&store, counters()).await;
+    drop(log);
+    let model: i64 = sqlx::query("select id from models")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    for i in 0..12 {
+        let row = PredictionRecord {
+            sampled: (i % 2 == 1).then(|| candor::store::SampledFigures {
+                samples: 8,
+                mode: "full".into(),
+                seed: 1,
+                expected_entropy: 0.1,
+                mutual_information: 0.2,
+                variation_ratio: 0.3,
+            }),
+            ..prediction(&format!("question {i} ?"))
+        };
+        store.insert_predictions(model, &[row]).await.unwrap();
+    }
+    assert_eq!(store.prediction_ids().await.unwrap().len(), 12);
+}
