@@ -210,11 +210,19 @@ pub struct ServeArgs {
     /// Keep the input texts of logged predictions; false keeps only their sha256 (for privacy).
     #[arg(long, env = "CANDOR_STORE_TEXT", default_value_t = true, action = clap::ArgAction::Set)]
     pub store_text: bool,
+    /// Longest input text kept in the prediction log, in characters; longer
+    /// ones are cut (at a character boundary) and marked `text_truncated`.
+    #[arg(long, env = "CANDOR_MAX_STORED_TEXT_CHARS", default_value_t = 10_000)]
+    pub max_stored_text_chars: usize,
     /// Requests' worth of predictions that may wait for the database (the
     /// backlog while it is slow or away); beyond it predictions are answered
     /// but not logged, and counted.
     #[arg(long, env = "CANDOR_LOG_BACKLOG", default_value_t = 100_000)]
     pub log_backlog: usize,
+    /// Most bytes (approximate, texts included) the log's backlog may hold;
+    /// beyond it predictions are answered but not logged, and counted.
+    #[arg(long, env = "CANDOR_LOG_BACKLOG_BYTES", default_value_t = 64 << 20)]
+    pub log_backlog_bytes: usize,
     /// Most predictions written per database transaction.
     #[arg(long, env = "CANDOR_LOG_BATCH_ROWS", default_value_t = 256)]
     pub log_batch_rows: usize,
@@ -266,8 +274,10 @@ impl ServeArgs {
             persistence: (!self.no_database).then(|| Persistence {
                 database_url: self.database.database_url.clone(),
                 store_text: self.store_text,
+                max_stored_text_chars: self.max_stored_text_chars,
                 log: LogSettings {
                     capacity: self.log_backlog.max(1),
+                    max_backlog_bytes: self.log_backlog_bytes,
                     batch_rows: self.log_batch_rows.max(1),
                     drain_timeout: Duration::from_millis(self.log_drain_timeout_ms),
                 },

@@ -482,6 +482,7 @@ async fn db_migrate_is_repeatable_and_feedback_export_writes_corrections_as_json
         created_at: std::time::SystemTime::now(),
         endpoint: "classify",
         text: text.map(str::to_string),
+        text_truncated: false,
         text_sha256: "x".into(),
         label: "positive".into(),
         score: 0.6,

@@ -403,4 +403,6 @@ pub struct ReviewQueue {
     pub model: String,
     /// Predictions without feedback, most uncertain first.
     pub items: Vec<crate::store::ReviewItem>,
+    /// Send as `?after=` for the next page; null on the last page.
+    pub next: Option<String>,
 }

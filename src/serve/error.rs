@@ -8,11 +8,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Database(_) => ApiError::DatabaseUnavailable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+use crate::store::StoreError;
+
+/// A refused value is the request's fault (422, no use retrying); a database
+/// that is away or busy is a retryable 503; anything else is internal.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_refused_data() {
+            ApiError::DataRefused(e.reason())
+        } else if matches!(e, StoreError::Database(_)) && !e.is_permanent() {
+            ApiError::DatabaseUnavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }
@@ -100,6 +107,10 @@ pub enum ApiError {
     /// The server runs with `--no-database`.
     #[error("this server keeps no database (started with --no-database), so it has no feedback, review queue or stats")]
     PersistenceOff,
+    /// The database refused the request's data (a value it cannot store);
+    /// sending the same again fails again.
+    #[error("the database refused this request's data: {0}")]
+    DataRefused(String),
     /// The database did not answer; details are logged.
     #[error("the database is unavailable; predictions are still answered, try this again later")]
     DatabaseUnavailable(String),
@@ -148,6 +159,7 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PredictionNotFound(_) => (StatusCode::NOT_FOUND, "prediction_not_found"),
             ApiError::PersistenceOff => (StatusCode::NOT_IMPLEMENTED, "persistence_disabled"),
+            ApiError::DataRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "data_refused"),
             ApiError::DatabaseUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
@@ -180,7 +192,10 @@ impl IntoResponse for ApiError {
             kind,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
+        if matches!(
+            self,
+            ApiError::Overloaded | ApiError::DatabaseUnavailable(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -198,5 +213,42 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(error: sqlx::Error) -> StatusCode {
+        ApiError::from(StoreError::Database(error))
+            .status_and_kind()
+            .0
+    }
+
+    #[test]
+    fn data_the_database_refuses_is_a_422_and_a_database_away_is_a_503() {
+        let refused = sqlx::Error::Encode("a value the driver cannot send".into());
+        assert_eq!(status_of(refused), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            status_of(sqlx::Error::PoolTimedOut),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            status_of(sqlx::Error::Io(reset)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let malformed = ApiError::from(StoreError::Malformed("labels".into()));
+        assert_eq!(
+            malformed.status_and_kind().0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_database_that_is_away_says_when_to_retry() {
+        let response = ApiError::DatabaseUnavailable("pool timed out".into()).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

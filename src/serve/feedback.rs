@@ -15,7 +15,7 @@ use super::api::{FeedbackReceipt, FeedbackRequest, ReviewQueue};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, QueryParams};
 use super::AppState;
-use crate::store::{FeedbackRecord, PredictionTarget, Stats, Store};
+use crate::store::{FeedbackRecord, PredictionTarget, ReviewCursor, Stats, Store};
 
 /// Longest `source` accepted.
 const MAX_SOURCE_CHARS: usize = 200;
@@ -119,13 +119,16 @@ pub struct ReviewQueueQuery {
     pub limit: Option<usize>,
     /// Model name (default: the model this server serves).
     pub model: Option<String>,
+    /// The `next` of the previous page: this page starts after its last item.
+    pub after: Option<String>,
 }
 
 /// Logged predictions nobody has labelled yet, most uncertain first.
 ///
-/// Ordered by mutual information (MC-dropout predictions first), then
-/// predictive entropy, then lowest score; a text logged several times
-/// appears once, and drops out once any of its predictions has feedback.
+/// Abstentions first, then by mutual information (MC-dropout predictions
+/// first), then predictive entropy, then lowest score; a text logged
+/// several times appears once, and drops out once any of its predictions
+/// has feedback. Page with `after`, set to the previous answer's `next`.
 #[utoipa::path(get, path = "/v1/review-queue", params(ReviewQueueQuery),
     responses((status = 200, body = ReviewQueue), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn review_queue(
@@ -139,6 +142,7 @@ pub async fn review_queue(
             "limit must be between 1 and {MAX_REVIEW_ITEMS}, got {limit}"
         )));
     }
+    let after = query.after.as_deref().map(parse_cursor).transpose()?;
     let model = query.model.unwrap_or_else(|| state.info.name.clone());
     // What the writer still holds belongs in the queue too.
     if let Some(log) = &state.log {
@@ -146,8 +150,22 @@ pub async fn review_queue(
             .await
             .map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
     }
-    let items = store.review_queue(Some(&model), limit).await?;
-    Ok(Json(ReviewQueue { model, items }))
+    let page = store
+        .review_page(Some(&model), after.as_ref(), limit)
+        .await?;
+    Ok(Json(ReviewQueue {
+        model,
+        items: page.items,
+        next: page.next.map(|cursor| cursor.to_string()),
+    }))
+}
+
+fn parse_cursor(after: &str) -> Result<ReviewCursor, ApiError> {
+    after.parse().map_err(|_| {
+        ApiError::Validation(
+            "after must be the `next` of an earlier review-queue answer, unchanged".into(),
+        )
+    })
 }
 
 /// Query of `GET /v1/stats`.
@@ -160,7 +178,7 @@ pub struct StatsQuery {
 /// Prediction and feedback counts, accuracy on feedback (overall and per
 /// label) and mean uncertainty, over every replica sharing the database.
 #[utoipa::path(get, path = "/v1/stats", params(StatsQuery),
-    responses((status = 200, body = Stats), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Stats), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn stats(
     State(state): State<Arc<AppState>>,
     QueryParams(query): QueryParams<StatsQuery>,

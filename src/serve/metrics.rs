@@ -94,6 +94,10 @@ impl Metrics {
                 "predictions_unlogged_total",
                 "Predictions answered but not logged (backlog full, refused, or left at shutdown)",
             )?,
+            rejected: IntCounter::new(
+                "predictions_rejected_total",
+                "Predictions the database refused for their data, set aside (also counted as unlogged)",
+            )?,
             write_errors: IntCounter::new(
                 "prediction_log_write_errors_total",
                 "Failed prediction-log insert attempts (each is retried)",
@@ -105,6 +109,7 @@ impl Metrics {
         };
         registry.register(Box::new(log.written.clone()))?;
         registry.register(Box::new(log.unlogged.clone()))?;
+        registry.register(Box::new(log.rejected.clone()))?;
         registry.register(Box::new(log.write_errors.clone()))?;
         registry.register(Box::new(log.backlog.clone()))?;
         Ok(Self {

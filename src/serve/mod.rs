@@ -114,6 +114,8 @@ pub struct Persistence {
     pub database_url: String,
     /// Keep the input texts; false keeps only their sha256.
     pub store_text: bool,
+    /// Longest text kept, in characters; longer ones are cut and marked `text_truncated`.
+    pub max_stored_text_chars: usize,
     /// Queueing and batching of the prediction log.
     pub log: LogSettings,
     /// How long start-up waits for the database to accept connections.
@@ -138,6 +140,8 @@ pub struct AppState {
     pub log: Option<PredictionLog>,
     /// Whether logged predictions keep their text.
     pub store_text: bool,
+    /// Longest text a logged prediction keeps, in characters.
+    pub max_stored_text_chars: usize,
     /// The model's calibration.json, when it has one.
     pub calibration: Option<Calibration>,
     /// One per core: requests tokenizing at once.
@@ -231,6 +235,10 @@ impl Server {
             None => (None, None, None),
         };
         let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
+        let max_stored_text_chars = settings
+            .persistence
+            .as_ref()
+            .map_or(usize::MAX, |p| p.max_stored_text_chars);
         let mut settings = settings;
         if settings.limits.max_input_chars == 0 {
             settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * info.max_length;
@@ -245,6 +253,7 @@ impl Server {
             store: store.clone(),
             log,
             store_text,
+            max_stored_text_chars,
             calibration,
             tokenizer_permits: tokio::sync::Semaphore::new(cores),
         });

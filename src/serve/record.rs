@@ -48,39 +48,62 @@ pub fn log_predictions(
         let records = answered
             .iter()
             .zip(&ids)
-            .map(|(a, &id)| PredictionRecord {
-                id,
-                created_at,
-                endpoint,
-                text: state.store_text.then(|| a.text.to_string()),
-                text_sha256: hex::encode(Sha256::digest(a.text.as_bytes())),
-                label: top_label(&state.classifier.labels, a.probabilities),
-                score: a.probabilities.iter().copied().fold(0.0f32, f32::max) as f64,
-                probabilities: a.probabilities.to_vec(),
-                predictive_entropy: a.sampled.map_or_else(
-                    || entropy(a.probabilities),
-                    |(s, _, _)| s.predictive_entropy,
-                ),
-                margin: a.sampled.map_or_else(
-                    || margin(a.probabilities.iter().map(|&p| p as f64)),
-                    |(s, _, _)| s.margin,
-                ),
-                sampled: a.sampled.map(|(s, mode, seed)| SampledFigures {
-                    samples: s.samples,
-                    mode: mode.as_str().to_string(),
-                    seed,
-                    expected_entropy: s.expected_entropy,
-                    mutual_information: s.mutual_information,
-                    variation_ratio: s.variation_ratio,
-                }),
-                latency_ms,
-                request_id: Some(context.id.clone()),
-                abstained: a.abstained,
+            .map(|(a, &id)| {
+                let (text, text_truncated) = stored_text(state, a.text);
+                PredictionRecord {
+                    id,
+                    created_at,
+                    endpoint,
+                    text,
+                    text_truncated,
+                    text_sha256: hex::encode(Sha256::digest(a.text.as_bytes())),
+                    label: top_label(&state.classifier.labels, a.probabilities),
+                    score: a.probabilities.iter().copied().fold(0.0f32, f32::max) as f64,
+                    probabilities: a.probabilities.to_vec(),
+                    predictive_entropy: a.sampled.map_or_else(
+                        || entropy(a.probabilities),
+                        |(s, _, _)| s.predictive_entropy,
+                    ),
+                    margin: a.sampled.map_or_else(
+                        || margin(a.probabilities.iter().map(|&p| p as f64)),
+                        |(s, _, _)| s.margin,
+                    ),
+                    sampled: a.sampled.map(|(s, mode, seed)| SampledFigures {
+                        samples: s.samples,
+                        mode: mode.as_str().to_string(),
+                        seed,
+                        expected_entropy: s.expected_entropy,
+                        mutual_information: s.mutual_information,
+                        variation_ratio: s.variation_ratio,
+                    }),
+                    latency_ms,
+                    request_id: Some(context.id.clone()),
+                    abstained: a.abstained,
+                }
             })
             .collect();
         log.record(records);
     }
     ids
+}
+
+/// The text a prediction is logged with: none when the server keeps hashes
+/// only, else at most `--max-stored-text-chars` characters of it (cut at a
+/// character boundary), and whether it was cut.
+fn stored_text(state: &AppState, text: &str) -> (Option<String>, bool) {
+    if !state.store_text {
+        return (None, false);
+    }
+    let (kept, truncated) = first_chars(text, state.max_stored_text_chars);
+    (Some(kept.to_string()), truncated)
+}
+
+/// The first `max` characters of `text`, and whether that is less than all of it.
+fn first_chars(text: &str, max: usize) -> (&str, bool) {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
+    }
 }
 
 /// Logs deterministic predictions and returns their ids as strings.
@@ -112,4 +135,19 @@ pub fn log_deterministic(
 fn top_label(labels: &[String], probabilities: &[f32]) -> String {
     let best = crate::uncertainty::metrics::argmax(probabilities);
     labels.get(best).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_chars;
+
+    #[test]
+    fn a_text_is_cut_after_so_many_characters_never_inside_one() {
+        assert_eq!(first_chars("naïve café", 4), ("naïv", true));
+        assert_eq!(first_chars("日本語", 2), ("日本", true));
+        assert_eq!(first_chars("short", 5), ("short", false));
+        assert_eq!(first_chars("short", 10), ("short", false));
+        assert_eq!(first_chars("", 0), ("", false));
+        assert_eq!(first_chars("a", 0), ("", true));
+    }
 }

@@ -2,14 +2,21 @@
 //! once; one writer task inserts them in batches, one transaction per batch.
 //!
 //! While the database is away the writer retries the batch in hand with
-//! back-off and the queue fills; the queue is the bounded backlog. A record
-//! that finds it full is not logged, and that is counted
-//! (`candor_predictions_unlogged_total`) and logged, never silent. On
-//! shutdown the writer keeps writing while requests finish, then the queue
-//! closes and the writer drains it within a deadline counted from the
-//! shutdown signal.
+//! back-off and the queue fills; the queue is the bounded backlog, bounded
+//! both in requests and in bytes. A record that finds it full is not
+//! logged, and that is counted (`candor_predictions_unlogged_total`) and
+//! logged, never silent. On shutdown the writer keeps writing while requests
+//! finish, then the queue closes and the writer drains it within a deadline
+//! counted from the shutdown signal.
+//!
+//! When the database refuses a batch for its data (see
+//! [`StoreError::is_refused_data`]), retrying the same batch would fail
+//! forever and wedge everything behind it. The writer writes that batch's
+//! rows one by one instead: the good ones land and each refused one is set
+//! aside, counted (`candor_predictions_rejected_total`, a part of the
+//! unlogged count) and logged with its id and the database's reason.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,13 +24,15 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{PredictionRecord, Store};
+use super::{PredictionRecord, Store, StoreError};
 
 /// How the log queues and writes.
 #[derive(Debug, Clone, Copy)]
 pub struct LogSettings {
     /// Requests' worth of predictions that may wait for the database (the backlog).
     pub capacity: usize,
+    /// Most bytes (approximate: texts included) the backlog may hold.
+    pub max_backlog_bytes: usize,
     /// Most predictions per insert transaction.
     pub batch_rows: usize,
     /// How long shutdown waits for the backlog to be written.
@@ -38,6 +47,8 @@ pub struct LogCounters {
     /// Predictions that could not be logged (queue full, refused by the
     /// database, or still queued when shutdown gave up).
     pub unlogged: IntCounter,
+    /// Of the unlogged, those the database refused (their data, not its state).
+    pub rejected: IntCounter,
     /// Failed insert attempts (each is retried).
     pub write_errors: IntCounter,
     /// Predictions accepted but not yet committed.
@@ -74,6 +85,8 @@ struct WriterState {
     last_error: Mutex<Option<String>>,
     last_overflow_warning: AtomicU64,
     started: Instant,
+    backlog_bytes: AtomicUsize,
+    max_backlog_bytes: usize,
 }
 
 /// The running writer: stop it with [`LogWriter::finish`].
@@ -103,6 +116,8 @@ impl PredictionLog {
             last_error: Mutex::new(None),
             last_overflow_warning: AtomicU64::new(0),
             started: Instant::now(),
+            backlog_bytes: AtomicUsize::new(0),
+            max_backlog_bytes: settings.max_backlog_bytes,
         });
         let task = tokio::spawn(write_loop(
             store,
@@ -129,17 +144,29 @@ impl PredictionLog {
     }
 
     /// Queues predictions for writing; never waits. When the backlog is full
-    /// they are counted as unlogged and a warning is logged (at most once a second).
+    /// (in requests or in bytes) they are counted as unlogged and a warning
+    /// is logged (at most once a second).
     pub fn record(&self, predictions: Vec<PredictionRecord>) {
         let count = predictions.len() as i64;
         if count == 0 {
             return;
         }
+        let bytes = approximate_bytes(&predictions);
+        if !self.state.reserve(bytes) {
+            self.state.counters.unlogged.inc_by(count as u64);
+            self.state
+                .warn_overflow("the backlog's byte bound is reached");
+            return;
+        }
         self.state.counters.backlog.add(count);
         if let Err(e) = self.queue.try_send(Entry::Predictions(predictions)) {
             self.state.counters.backlog.sub(count);
+            self.state.release(bytes);
             self.state.counters.unlogged.inc_by(count as u64);
-            self.state.warn_overflow(&e);
+            self.state.warn_overflow(match e {
+                mpsc::error::TrySendError::Full(_) => "the backlog is full",
+                mpsc::error::TrySendError::Closed(_) => "the log is closed",
+            });
         }
     }
 
@@ -175,17 +202,40 @@ impl PredictionLog {
     pub fn backlog(&self) -> i64 {
         self.state.counters.backlog.get()
     }
+
+    /// Approximate bytes the backlog holds.
+    pub fn backlog_bytes(&self) -> usize {
+        self.state.backlog_bytes.load(Ordering::Relaxed)
+    }
+}
+
+fn approximate_bytes(records: &[PredictionRecord]) -> usize {
+    records
+        .iter()
+        .map(PredictionRecord::approximate_bytes)
+        .sum()
 }
 
 impl WriterState {
-    fn warn_overflow<T>(&self, error: &mpsc::error::TrySendError<T>) {
+    /// Counts `bytes` into the backlog unless that would pass its bound.
+    fn reserve(&self, bytes: usize) -> bool {
+        self.backlog_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes)
+                    .filter(|&total| total <= self.max_backlog_bytes)
+            })
+            .is_ok()
+    }
+
+    /// Takes `bytes` out of the backlog once they are written or given up.
+    fn release(&self, bytes: usize) {
+        self.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn warn_overflow(&self, reason: &str) {
         let now = self.started.elapsed().as_secs() + 1;
         let last = self.last_overflow_warning.swap(now, Ordering::Relaxed);
         if last != now {
-            let reason = match error {
-                mpsc::error::TrySendError::Full(_) => "the backlog is full",
-                mpsc::error::TrySendError::Closed(_) => "the log is closed",
-            };
             tracing::warn!(
                 reason,
                 unlogged_total = self.counters.unlogged.get(),
@@ -202,7 +252,7 @@ impl WriterState {
         }
     }
 
-    fn failed(&self, error: &super::StoreError) {
+    fn failed(&self, error: &StoreError) {
         self.counters.write_errors.inc();
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error.to_string());
@@ -216,6 +266,29 @@ impl WriterState {
         self.counters.unlogged.inc_by(rows as u64);
         self.counters.backlog.sub(rows as i64);
         tracing::error!(rows, why, "predictions answered but not logged");
+    }
+
+    /// A batch refused for its data: not the database being away, so the
+    /// log stays ready and its rows are tried one by one.
+    fn refused(&self, rows: usize, refusal: &StoreError) {
+        tracing::warn!(
+            rows,
+            reason = %refusal.reason(),
+            "the database refused a batch of predictions; writing its rows one by one"
+        );
+    }
+
+    /// One prediction the database will not take: set aside, never retried.
+    /// The log names its id and the database's reason, never its text.
+    fn rejected(&self, row: &PredictionRecord, refusal: &StoreError) {
+        self.counters.rejected.inc();
+        self.counters.unlogged.inc();
+        self.counters.backlog.dec();
+        tracing::error!(
+            prediction_id = %row.id,
+            reason = %refusal.reason(),
+            "the database refused a prediction; it is set aside, not logged"
+        );
     }
 }
 
@@ -313,7 +386,8 @@ async fn write_loop(
                 Ok(None) | Err(_) => break,
             }
         }
-        write_with_retry(&store, model_id, &batch, &state).await;
+        write_batch(&store, model_id, &batch, &state).await;
+        state.release(approximate_bytes(&batch));
         for done in waiting {
             let _ = done.send(());
         }
@@ -327,14 +401,39 @@ fn take(entry: Entry, batch: &mut Vec<PredictionRecord>, waiting: &mut Vec<onesh
     }
 }
 
-/// Writes one batch, retrying with exponential back-off until it lands or
-/// the database refuses the data itself (then the batch is counted as lost).
-async fn write_with_retry(
+/// Writes one batch; when the database refuses it, writes its rows one by
+/// one so that only the refused ones are set aside.
+async fn write_batch(
     store: &Store,
     model_id: i64,
     batch: &[PredictionRecord],
     state: &WriterState,
 ) {
+    let Err(refusal) = write_with_retry(store, model_id, batch, state).await else {
+        return;
+    };
+    if let [row] = batch {
+        state.rejected(row, &refusal);
+        return;
+    }
+    state.refused(batch.len(), &refusal);
+    for row in batch {
+        let rows = std::slice::from_ref(row);
+        if let Err(refusal) = write_with_retry(store, model_id, rows, state).await {
+            state.rejected(row, &refusal);
+        }
+    }
+}
+
+/// Writes rows in one transaction, retrying with exponential back-off
+/// while the database is away; gives up, with the error, only when retrying
+/// cannot help (the database refuses the data).
+async fn write_with_retry(
+    store: &Store,
+    model_id: i64,
+    batch: &[PredictionRecord],
+    state: &WriterState,
+) -> Result<(), StoreError> {
     let mut wait = FIRST_RETRY;
     loop {
         let started = Instant::now();
@@ -346,12 +445,11 @@ async fn write_with_retry(
                     "prediction log batch written"
                 );
                 state.committed(batch.len());
-                return;
+                return Ok(());
             }
             Err(e) if e.is_permanent() => {
-                state.failed(&e);
-                state.lost(batch.len(), "the database refused the batch");
-                return;
+                state.counters.write_errors.inc();
+                return Err(e);
             }
             Err(e) => {
                 state.failed(&e);

@@ -8,8 +8,17 @@
 //!   [`Dialect`], and the schema lives in one migration folder per dialect.
 //! - [`log`] is the [`PredictionLog`](log::PredictionLog): a bounded queue and
 //!   one writer task, so inserts never run on the request path.
+//! - The review queue ([`ReviewPage`]) is kept ready in its own table by the
+//!   insert and feedback transactions, and read a page at a time.
+//! - [`StoreError`] says whether a failure is the data's (permanent) or the
+//!   database's (transient).
 
+mod error;
 pub mod log;
+mod review;
+
+pub use error::StoreError;
+pub use review::{MalformedCursor, ReviewCursor, ReviewItem, ReviewPage};
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -21,39 +30,6 @@ use uuid::Uuid;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// What went wrong talking to the database.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The URL names no supported database.
-    #[error(
-        "unsupported database URL '{0}': use sqlite://FILE or postgres://USER:PASSWORD@HOST/DB"
-    )]
-    UnsupportedUrl(String),
-    /// The driver failed (connection, query, constraint).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A migration failed or the applied ones differ from the shipped ones.
-    #[error("migrating the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value cannot be read back.
-    #[error("malformed value in the database: {0}")]
-    Malformed(String),
-}
-
-impl StoreError {
-    /// True when retrying cannot help: the data itself is refused (a
-    /// constraint) rather than the database being away or busy.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                !matches!(e.kind(), sqlx::error::ErrorKind::Other)
-            }
-            StoreError::UnsupportedUrl(_) | StoreError::Malformed(_) => true,
-            _ => false,
-        }
-    }
-}
 
 /// The SQL dialect behind a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,8 +149,11 @@ pub struct PredictionRecord {
     pub created_at: SystemTime,
     /// The route that answered (`classify`, `uncertainty`, `predict`, `inference_api`).
     pub endpoint: &'static str,
-    /// The input, unless the server keeps hashes only.
+    /// The input, unless the server keeps hashes only; at most
+    /// `--max-stored-text-chars` characters of it.
     pub text: Option<String>,
+    /// True when `text` is only the start of the input.
+    pub text_truncated: bool,
     /// Hex sha256 of the input.
     pub text_sha256: String,
     /// Predicted label.
@@ -197,6 +176,23 @@ pub struct PredictionRecord {
     pub abstained: Option<bool>,
 }
 
+impl PredictionRecord {
+    /// Roughly the memory the record holds: itself and what its strings and
+    /// vectors point to. What bounds the log's backlog in bytes.
+    pub fn approximate_bytes(&self) -> usize {
+        let strings = [
+            self.text.as_deref(),
+            Some(&self.text_sha256),
+            Some(&self.label),
+            self.request_id.as_deref(),
+            self.sampled.as_ref().map(|s| s.mode.as_str()),
+        ];
+        std::mem::size_of::<Self>()
+            + strings.iter().flatten().map(|s| s.len()).sum::<usize>()
+            + std::mem::size_of_val(self.probabilities.as_slice())
+    }
+}
+
 /// What feedback refers to: the prediction and its model's labels.
 #[derive(Debug, Clone)]
 pub struct PredictionTarget {
@@ -217,37 +213,6 @@ pub struct FeedbackRecord {
     pub source: Option<String>,
     /// When it was given.
     pub created_at: SystemTime,
-}
-
-/// One entry of the review queue.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ReviewItem {
-    /// Prediction id (send it back with the feedback).
-    pub id: String,
-    /// When it was predicted (RFC 3339, UTC).
-    pub created_at: String,
-    /// Model name.
-    pub model: String,
-    /// The route that answered.
-    pub endpoint: String,
-    /// The input (null when the server keeps hashes only).
-    pub text: Option<String>,
-    /// Predicted label.
-    pub label: String,
-    /// Its probability.
-    pub score: f64,
-    /// Probabilities in the model's class order.
-    pub probabilities: Vec<f32>,
-    /// Entropy of the probabilities (nats).
-    pub predictive_entropy: f64,
-    /// Mutual information (nats), when MC dropout was used.
-    pub mutual_information: Option<f64>,
-    /// Best minus second-best probability.
-    pub margin: f64,
-    /// MC-dropout samples, when used.
-    pub samples: Option<i64>,
-    /// Whether the answer abstained, when an abstention policy applied.
-    pub abstained: Option<bool>,
 }
 
 /// Feedback figures for one correct label.
@@ -291,6 +256,9 @@ pub struct Correction {
     pub text: String,
     /// The label a person gave.
     pub label: String,
+    /// True when `text` is only the start of the input (`--max-stored-text-chars`); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub text_truncated: bool,
 }
 
 /// Corrections and how many feedback rows had no stored text.
@@ -305,7 +273,7 @@ pub struct Corrections {
 /// Rows per insert statement.
 const ROWS_PER_STATEMENT: usize = 32;
 
-const PREDICTION_COLUMNS: [&str; 19] = [
+const PREDICTION_COLUMNS: [&str; 20] = [
     "id",
     "model_id",
     "created_at",
@@ -325,6 +293,7 @@ const PREDICTION_COLUMNS: [&str; 19] = [
     "variation_ratio",
     "latency_ms",
     "abstained",
+    "text_truncated",
 ];
 
 /// The connection pool and every query.
@@ -446,7 +415,8 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)?)
     }
 
-    /// Inserts predictions of `model_id` in one transaction (all or none).
+    /// Inserts predictions of `model_id`, and their texts into the review
+    /// queue, in one transaction (all or none).
     pub async fn insert_predictions(
         &self,
         model_id: i64,
@@ -464,6 +434,8 @@ impl Store {
             for row in chunk {
                 let probabilities = serde_json::to_string(&row.probabilities).map_err(malformed)?;
                 let sampled = row.sampled.as_ref();
+                let double =
+                    |figure: fn(&SampledFigures) -> f64| sampled.map(|s| finite(figure(s)));
                 query = query
                     .bind(row.id.to_string())
                     .bind(model_id)
@@ -479,15 +451,18 @@ impl Store {
                     .bind(sampled.map(|s| s.samples.min(i32::MAX as usize) as i32))
                     .bind(sampled.map(|s| s.mode.clone()))
                     .bind(sampled.map(|s| s.seed.to_string()))
-                    .bind(sampled.map(|s| finite(s.expected_entropy)))
-                    .bind(sampled.map(|s| finite(s.mutual_information)))
-                    .bind(sampled.map(|s| finite(s.variation_ratio)))
+                    .bind(NullableDouble(double(|s| s.expected_entropy)))
+                    .bind(NullableDouble(double(|s| s.mutual_information)))
+                    .bind(NullableDouble(double(|s| s.variation_ratio)))
                     .bind(row.latency_ms)
                     .bind(row.abstained.map(i32::from))
+                    .bind(i32::from(row.text_truncated))
                     .bind(row.request_id.clone());
             }
             query.execute(&mut *transaction).await?;
         }
+        self.queue_for_review(&mut transaction, model_id, rows)
+            .await?;
         let touch = format!(
             "update models set last_seen = {} where id = $2",
             self.dialect.timestamp(1)
@@ -547,7 +522,8 @@ impl Store {
         .transpose()
     }
 
-    /// Stores feedback, replacing any earlier feedback on the same prediction.
+    /// Stores feedback, replacing any earlier feedback on the same
+    /// prediction, and takes its text out of the review queue.
     pub async fn save_feedback(&self, feedback: &FeedbackRecord) -> Result<(), StoreError> {
         let d = self.dialect;
         let sql = format!(
@@ -557,73 +533,18 @@ impl Store {
             d.uuid(1),
             d.timestamp(4)
         );
+        let mut transaction = self.pool.begin().await?;
         sqlx::query(&sql)
             .bind(feedback.prediction_id.to_string())
             .bind(&feedback.label)
             .bind(feedback.source.clone())
             .bind(timestamp(feedback.created_at))
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await?;
+        self.mark_labelled(&mut transaction, feedback.prediction_id)
+            .await?;
+        transaction.commit().await?;
         Ok(())
-    }
-
-    /// Logged predictions nobody has labelled yet, most uncertain first:
-    /// those the service abstained on, then highest mutual information (predictions without MC figures after those
-    /// with), then highest predictive entropy, then lowest score. A text
-    /// logged several times appears once, and not at all once any of its
-    /// predictions by the same model has feedback.
-    pub async fn review_queue(
-        &self,
-        model: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ReviewItem>, StoreError> {
-        let d = self.dialect;
-        let order =
-            "coalesce(p.abstained, 0) desc, p.mutual_information desc nulls last, p.predictive_entropy desc, p.score asc, p.id";
-        let sql = format!(
-            "select {id}, {created}, p.model, p.endpoint, p.text, p.label, p.score, {probabilities}, \
-                    p.predictive_entropy, p.mutual_information, p.margin, p.samples, p.abstained \
-             from ( \
-                 select p.*, m.name as model, \
-                        row_number() over (partition by p.model_id, p.text_sha256 order by {order}) as duplicate_rank \
-                 from predictions p join models m on m.id = p.model_id \
-                 where ($1 is null or m.name = $1) \
-                   and not exists ( \
-                       select 1 from feedback f join predictions q on q.id = f.prediction_id \
-                       where q.model_id = p.model_id and q.text_sha256 = p.text_sha256) \
-             ) p \
-             where p.duplicate_rank = 1 \
-             order by {order} \
-             limit $2",
-            id = d.text("p.id"),
-            created = d.timestamp_text("p.created_at"),
-            probabilities = d.text("p.probabilities"),
-        );
-        let rows = sqlx::query(&sql)
-            .bind(model.map(str::to_string))
-            .bind(limit.min(i64::MAX as usize) as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let probabilities: String = row.try_get(7)?;
-                Ok(ReviewItem {
-                    id: row.try_get(0)?,
-                    created_at: row.try_get(1)?,
-                    model: row.try_get(2)?,
-                    endpoint: row.try_get(3)?,
-                    text: row.try_get(4)?,
-                    label: row.try_get(5)?,
-                    score: row.try_get(6)?,
-                    probabilities: serde_json::from_str(&probabilities).map_err(malformed)?,
-                    predictive_entropy: row.try_get(8)?,
-                    mutual_information: row.try_get(9)?,
-                    margin: row.try_get(10)?,
-                    samples: row.try_get::<Option<i32>, _>(11)?.map(i64::from),
-                    abstained: row.try_get::<Option<i32>, _>(12)?.map(|a| a != 0),
-                })
-            })
-            .collect()
     }
 
     /// Prediction and feedback figures for the model named `model`.
@@ -698,7 +619,7 @@ impl Store {
     /// `model`, only that model's predictions.
     pub async fn corrections(&self, model: Option<&str>) -> Result<Corrections, StoreError> {
         let rows = sqlx::query(
-            "select p.text, f.label from feedback f \
+            "select p.text, f.label, p.text_truncated from feedback f \
              join predictions p on p.id = f.prediction_id join models m on m.id = p.model_id \
              where ($1 is null or m.name = $1) order by f.created_at, f.prediction_id",
         )
@@ -713,10 +634,15 @@ impl Store {
         for row in &rows {
             let text: Option<String> = row.try_get(0)?;
             let label: String = row.try_get(1)?;
+            let text_truncated = row.try_get::<i32, _>(2)? != 0;
             match text {
                 None => out.without_text += 1,
                 Some(text) => {
-                    let correction = Correction { text, label };
+                    let correction = Correction {
+                        text,
+                        label,
+                        text_truncated,
+                    };
                     if seen.insert(correction.clone()) {
                         out.rows.push(correction);
                     }
@@ -741,6 +667,31 @@ impl Store {
     /// The pool, for checks the store has no query for (tests, `db` commands).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// An optional `f64` to bind. sqlx 0.8.6's Any driver sends a NULL `f64` to
+/// PostgreSQL as a `float4` (and a NULL `f32` as a `float8`); a cached
+/// statement first prepared with such a NULL then refuses every later
+/// value in that place (SQLSTATE 22P03, "incorrect binary data format").
+/// So a missing value is bound as a NULL `f32`, which arrives as `float8`.
+struct NullableDouble(Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableDouble {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableDouble {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(x) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&x, buf),
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
     }
 }
 

@@ -90,8 +90,10 @@ pub fn settings_with_database(url: &str) -> ServeSettings {
     settings.persistence = Some(Persistence {
         database_url: url.to_string(),
         store_text: true,
+        max_stored_text_chars: 10_000,
         log: LogSettings {
             capacity: 10_000,
+            max_backlog_bytes: 64 << 20,
             batch_rows: 256,
             drain_timeout: Duration::from_secs(10),
         },

@@ -15,5 +15,7 @@ mod limits;
 mod load;
 mod operations;
 mod persistence;
+mod prediction_log;
 mod properties;
+mod review_queue;
 mod startup;

@@ -65,7 +65,7 @@ async fn migrations_body(backend: Backend) {
         schema,
         [
             ("models", "id,name,weights_sha256,labels,metrics,first_seen,last_seen".to_string()),
-            ("predictions", "id,model_id,created_at,endpoint,text,text_sha256,label,score,probabilities,predictive_entropy,margin,samples,mode,seed,expected_entropy,mutual_information,variation_ratio,latency_ms,request_id,abstained".to_string()),
+            ("predictions", "id,model_id,created_at,endpoint,text,text_sha256,label,score,probabilities,predictive_entropy,margin,samples,mode,seed,expected_entropy,mutual_information,variation_ratio,latency_ms,request_id,abstained,text_truncated".to_string()),
             ("feedback", "prediction_id,label,source,created_at".to_string()),
         ]
     );
@@ -288,6 +288,7 @@ fn record(text: &str, score: f64, entropy: f64, information: Option<f64>) -> Pre
             "classify"
         },
         text: Some(text.to_string()),
+        text_truncated: false,
         text_sha256: text.to_string(),
         label: "HUM".into(),
         score,
