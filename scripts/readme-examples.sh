@@ -60,7 +60,7 @@ post "Prediction sets (90% coverage guaranteed) and abstention on the 20% least 
 post "The same with MC dropout, abstaining above a fixed mutual information" /v1/classify/uncertainty '{"inputs": ["a warm, funny, sharply written film", "i laughed, i cried, i checked my watch"], "samples": 30, "seed": 7, "alpha": 0.1, "abstain": {"score": "mutual_information", "threshold": 0.01}, "top_k": 1}'
 echo "**text-embeddings-inference compatible** (the prediction ids travel in a header)"; echo '```'
 echo "\$ curl -si localhost:8080/predict --json '{\"inputs\": \"a warm, funny, sharply written film\"}'"
-curl -si "127.0.0.1:$port/predict" --json '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr --json '\r'
+curl -si "127.0.0.1:$port/predict" --json '{"inputs": "a warm, funny, sharply written film"}' | grep -iE '^x-prediction-ids' | tr -d '\r'
 echo
 curl -s "127.0.0.1:$port/predict" --json '{"inputs": "a warm, funny, sharply written film"}' | pretty
 echo '```'
