@@ -9,6 +9,8 @@
 //! - [`train`] is the offline training loop: AdamW with warm-up and decay,
 //!   clipping, early stopping, temperature fitting and the artifacts written
 //!   beside the model.
+//! - [`compress`] makes a fine-tuned model smaller in the same format:
+//!   vocabulary pruning, fewer layers, f16 storage.
 //! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries and
 //!   measures calibration.
 //! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
@@ -21,6 +23,7 @@
 
 pub mod charts;
 pub mod cli;
+pub mod compress;
 pub mod data;
 pub mod model;
 pub mod rng;

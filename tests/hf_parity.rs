@@ -154,3 +154,43 @@ fn candor_loads_a_transformers_model_with_the_same_logits() {
         }
     }
 }
+
+#[test]
+fn transformers_loads_a_compressed_model_with_no_missing_keys_and_the_same_logits() {
+    use candor::compress::{compress, CompressSettings, LayerChoice};
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path());
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
+            .unwrap();
+    let texts: Vec<String> = text
+        .lines()
+        .take(400)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let compressed = dir.path().join("compressed");
+    let settings = CompressSettings {
+        prune_to: Some(texts),
+        held_out: None,
+        data_labels: Vec::new(),
+        layers: LayerChoice::Count(1),
+        half: true,
+        force: false,
+    };
+    compress(&model, &compressed, &settings).unwrap();
+    let classifier = Classifier::load(&compressed).unwrap();
+    assert_eq!(classifier.config.num_hidden_layers, 1);
+    let (ids, logits) = case_for(&classifier);
+    let case = dir.path().join("case.json");
+    write_case(&case, &ids, classifier.encoder.pad_id(), Some(&logits));
+    parity_script(&[
+        "check-candor",
+        compressed.to_str().unwrap(),
+        case.to_str().unwrap(),
+    ]);
+}

@@ -16,7 +16,9 @@ use crate::train::{
 use crate::uncertainty::calibration::{self, AbstentionPolicy};
 use crate::uncertainty::{self, evaluate, McSummary};
 
+mod compress;
 mod serve;
+pub use compress::CompressArgs;
 pub use serve::ServeArgs;
 
 /// Text classification that knows when it does not know.
@@ -60,6 +62,9 @@ pub enum Command {
     Split(SplitArgs),
     /// Classify texts given on the command line (or one per line on stdin with `-`).
     Predict(PredictArgs),
+    /// Make a fine-tuned model smaller in the same format: prune its
+    /// vocabulary to some texts' word pieces, keep fewer layers, store f16.
+    Compress(CompressArgs),
     /// Serve predictions and MC-dropout uncertainty over HTTP.
     Serve(ServeArgs),
     /// Exit 0 when a running server answers /readyz with 200, 1 otherwise
@@ -134,7 +139,7 @@ pub struct FieldArgs {
 }
 
 impl FieldArgs {
-    fn names(&self) -> FieldNames {
+    pub(super) fn names(&self) -> FieldNames {
         FieldNames {
             text: self.text_field.clone(),
             label: self.label_field.clone(),
@@ -532,6 +537,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => run_eval(&args),
         Command::Calibrate(args) => run_calibrate(&args),
         Command::Split(args) => run_split(&args),
+        Command::Compress(args) => compress::run_compress(&args),
         Command::Predict(args) => run_predict(&args),
         Command::Serve(args) => serve::run_serve(&args),
         Command::Healthcheck(args) => block_on(healthcheck(&args)),

@@ -1,0 +1,275 @@
+//! `candor compress` on the small fixture model: what each step keeps, and
+//! every bad input refused with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candor::compress::{compress, CompressError, CompressSettings, LayerChoice};
+use candor::model::{Classifier, DropoutMode};
+
+fn fixture_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
+}
+
+/// Lines `from..to` of the shipped trec6 data, as texts and labels.
+fn trec6(from: usize, to: usize) -> (Vec<String>, Vec<String>) {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
+            .unwrap();
+    text.lines()
+        .skip(from)
+        .take(to - from)
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                v["text"].as_str().unwrap().to_string(),
+                v["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .unzip()
+}
+
+fn settings() -> CompressSettings {
+    CompressSettings {
+        prune_to: None,
+        held_out: None,
+        data_labels: Vec::new(),
+        layers: LayerChoice::All,
+        half: false,
+        force: false,
+    }
+}
+
+fn logits(model: &Path, texts: &[String]) -> Vec<Vec<f32>> {
+    let classifier = Classifier::load(model).unwrap();
+    texts
+        .iter()
+        .map(|t| {
+            let ids = classifier.encoder.encode(t, true).unwrap().ids;
+            classifier
+                .logits(&[&ids], DropoutMode::Off)
+                .unwrap()
+                .remove(0)
+        })
+        .collect()
+}
+
+fn largest_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn pruning_keeps_the_logits_of_the_texts_it_kept_and_shrinks_the_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pruned");
+    let (texts, labels) = trec6(0, 300);
+    let (held_out, _) = trec6(300, 500);
+    let report = compress(
+        &fixture_model(),
+        &out,
+        &CompressSettings {
+            prune_to: Some(texts.clone()),
+            held_out: Some(held_out),
+            data_labels: labels,
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert!(report.vocab_size[1] < report.vocab_size[0], "{report:?}");
+    let cost = report.held_out.unwrap();
+    assert!(
+        cost.pieces_per_text[1] >= cost.pieces_per_text[0],
+        "{cost:?}"
+    );
+    let difference = largest_difference(&logits(&fixture_model(), &texts), &logits(&out, &texts));
+    assert!(difference <= 1e-4, "logits moved by {difference}");
+    assert!(out.join("compression.json").is_file());
+}
+
+#[test]
+fn f16_storage_halves_the_weights_and_keeps_probabilities_within_1e_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("half");
+    let report = compress(
+        &fixture_model(),
+        &out,
+        &CompressSettings {
+            half: true,
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert!(
+        report.weights_bytes[1] * 10 < report.weights_bytes[0] * 6,
+        "{report:?}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "float16");
+    let (texts, _) = trec6(0, 100);
+    let softmax = |rows: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        rows.iter()
+            .map(|l| candor::model::softmax(l, 1.0))
+            .collect()
+    };
+    let difference = largest_difference(
+        &softmax(logits(&fixture_model(), &texts)),
+        &softmax(logits(&out, &texts)),
+    );
+    assert!(difference <= 1e-2, "probabilities moved by {difference}");
+}
+
+/// A two-layer model trained for a moment, to drop a layer from.
+fn two_layer_model(dir: &Path) -> PathBuf {
+    let data = dir.join("data.jsonl");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
+            .unwrap();
+    std::fs::write(&data, text.lines().take(300).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = dir.join("two-layers");
+    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args([
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--heads",
+            "4",
+            "--intermediate",
+            "64",
+        ])
+        .args([
+            "--vocab-size",
+            "400",
+            "--max-length",
+            "40",
+            "--max-positions",
+            "40",
+        ])
+        .args(["--epochs", "1", "--mc-samples", "0", "--quiet"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+#[test]
+fn keeping_fewer_layers_writes_a_model_of_that_many_layers_with_the_kept_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = two_layer_model(dir.path());
+    let out = dir.path().join("one-layer");
+    let report = compress(
+        &full,
+        &out,
+        &CompressSettings {
+            layers: LayerChoice::Count(1),
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.layers, (2, vec![1]));
+    let small = Classifier::load(&out).unwrap();
+    assert_eq!(small.config.num_hidden_layers, 1);
+    let read = |dir: &Path, name: &str| {
+        let (weights, _) = candor::model::read_weights(dir, &candle_core::Device::Cpu).unwrap();
+        weights[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        read(&full, "bert.encoder.layer.1.output.dense.weight"),
+        read(&out, "bert.encoder.layer.0.output.dense.weight")
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let not_a_model = dir.path().join("empty");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    let error = compress(&not_a_model, &out, &settings()).unwrap_err();
+    assert!(matches!(error, CompressError::NotAModel(..)), "{error}");
+
+    let (texts, _) = trec6(0, 20);
+    let reviews = CompressSettings {
+        prune_to: Some(texts),
+        data_labels: vec!["positive".into(), "negative".into()],
+        ..settings()
+    };
+    let error = compress(&fixture_model(), &out, &reviews).unwrap_err();
+    assert!(
+        error.to_string().contains("\"negative\", \"positive\""),
+        "{error}"
+    );
+
+    let too_many = CompressSettings {
+        layers: LayerChoice::Count(5),
+        ..settings()
+    };
+    let error = compress(&fixture_model(), &out, &too_many).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("cannot keep 5 layers of a model with 1"),
+        "{error}"
+    );
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the empty folder: {leftovers:?}");
+
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "mine").unwrap();
+    let error = compress(&fixture_model(), &out, &settings()).unwrap_err();
+    assert!(matches!(error, CompressError::OutputExists(_)), "{error}");
+    assert!(out.join("keep.txt").is_file());
+    compress(
+        &fixture_model(),
+        &out,
+        &CompressSettings {
+            force: true,
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert!(!out.join("keep.txt").exists());
+    assert!(Classifier::load(&out).is_ok());
+}
+
+#[test]
+fn the_command_line_prints_the_report_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cli");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["compress", "--model", fixture_model().to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let done = run(&["--f16"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(report["dtype"], "float16");
+    let again = run(&["--f16"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
