@@ -445,6 +445,48 @@ fn init_from_reuses_a_checkpoints_tokenizer_and_encoder_with_a_fresh_head() {
 }
 
 #[test]
+fn init_from_a_model_of_the_same_labels_keeps_its_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = train_tiny(dir.path());
+    let data = subset(dir.path(), "trec6.jsonl", 600);
+    let out = dir.path().join("continued");
+    let o = candor(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--init-from",
+        base.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "1e-9",
+        "--mc-samples",
+        "0",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let classifier = |dir: &Path| {
+        let (weights, _) = candor::model::read_weights(dir, &candle_core::Device::Cpu).unwrap();
+        weights["classifier.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let moved = classifier(&base)
+        .iter()
+        .zip(classifier(&out))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        moved < 1e-4,
+        "the classifier moved by {moved}: it was not kept"
+    );
+}
+
+#[test]
 fn training_twice_with_one_seed_gives_identical_files() {
     let dir = tempfile::tempdir().unwrap();
     let first = train_tiny(&dir.path().join("a"));

@@ -589,6 +589,9 @@ fn prepare_model(
                 .with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         };
+        // A checkpoint fine-tuned on these labels (a compressed model to
+        // distil into) keeps its classifier; any other starts a fresh one.
+        let same_labels = config.labels().is_ok_and(|l| l == labels);
         config.set_labels(labels);
         config.hidden_dropout_prob = m.dropout.hidden;
         config.attention_probs_dropout_prob = m.dropout.attention;
@@ -599,7 +602,9 @@ fn prepare_model(
         let encoder =
             TextEncoder::load(&dir.join(model::TOKENIZER_FILE), config.candor.max_length)?;
         let (mut weights, _) = model::read_weights(dir, device)?;
-        weights.retain(|name, _| !name.starts_with("classifier."));
+        if !same_labels {
+            weights.retain(|name, _| !name.starts_with("classifier."));
+        }
         return Ok((encoder, config, weights));
     }
     let texts: Vec<String> = train.iter().map(|e| e.text.clone()).collect();
