@@ -43,7 +43,7 @@ step() { echo "== $name: $1 ($(date +%H:%M:%S))"; }
   $candor train --data "$data" --init-from models/minilm --out "$work/full" "${common[@]}" "${recipe[@]}"; }
 [ -d "$work/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
   $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
-    --held-out "$work/split/validation.jsonl" --layers "$layers" --out "$work/small"; }
+    --held-out "$work/split/val.jsonl" --layers "$layers" --out "$work/small"; }
 [ -d "$work/distilled" ] || { step "distil the full model into $layers layers"; /usr/bin/time -f "%e s" \
   $candor train --data "$data" --init-from "$work/small" --teacher "$work/full" \
     --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
