@@ -7,6 +7,9 @@ use std::process::Command;
 use candor::compress::{compress, CompressError, CompressSettings, LayerChoice};
 use candor::model::{Classifier, DropoutMode};
 
+mod common;
+use common::train_tiny;
+
 fn fixture_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
 }
@@ -123,51 +126,10 @@ fn f16_storage_halves_the_weights_and_keeps_probabilities_within_1e_2() {
     assert!(difference <= 1e-2, "probabilities moved by {difference}");
 }
 
-/// A two-layer model trained for a moment, to drop a layer from.
-fn two_layer_model(dir: &Path) -> PathBuf {
-    let data = dir.join("data.jsonl");
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
-            .unwrap();
-    std::fs::write(&data, text.lines().take(300).collect::<Vec<_>>().join("\n")).unwrap();
-    let out = dir.join("two-layers");
-    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args([
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--heads",
-            "4",
-            "--intermediate",
-            "64",
-        ])
-        .args([
-            "--vocab-size",
-            "400",
-            "--max-length",
-            "40",
-            "--max-positions",
-            "40",
-        ])
-        .args(["--epochs", "1", "--mc-samples", "0", "--quiet"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
-}
-
 #[test]
 fn keeping_fewer_layers_writes_a_model_of_that_many_layers_with_the_kept_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let full = two_layer_model(dir.path());
+    let full = train_tiny(dir.path());
     let out = dir.path().join("one-layer");
     let report = compress(
         &full,

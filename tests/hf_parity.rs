@@ -4,62 +4,17 @@
 //! with the same logits. Needs the Python environment of `scripts/python-env.sh`
 //! (found through `CANDOR_PYTHON`, else its default location).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use candor::model::{Classifier, DropoutMode};
 
 mod common;
-use common::run_python_script;
+use common::{run_python_script, train_tiny};
 
 const TOLERANCE: f32 = 1e-4;
 
 fn parity_script(args: &[&str]) {
     eprintln!("{}", run_python_script("hf_parity.py", args));
-}
-
-fn train_tiny(dir: &Path) -> PathBuf {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
-            .unwrap();
-    let data = dir.join("data.jsonl");
-    std::fs::write(&data, text.lines().take(400).collect::<Vec<_>>().join("\n")).unwrap();
-    let out = dir.join("candor-model");
-    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args([
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--heads",
-            "4",
-            "--intermediate",
-            "64",
-            "--vocab-size",
-            "400",
-        ])
-        .args([
-            "--max-length",
-            "40",
-            "--max-positions",
-            "40",
-            "--epochs",
-            "2",
-            "--mc-samples",
-            "0",
-            "--quiet",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
 }
 
 /// Texts of different lengths, so that rows are padded and the attention mask matters.
