@@ -172,44 +172,17 @@ pub fn sample_input(
     budget: PassBudget,
     mode: SamplingMode,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    Ok(sample(classifier, row, samples, seed, budget, mode, false)?.0)
-}
-
-/// [`sample_input`] and the input's mean last hidden state (for the feature
-/// distance), from a deterministic pass of this input alone: in `head` mode
-/// the very pass the samples share, in `full` mode one more.
-pub fn sample_input_with_features(
-    classifier: &Classifier,
-    row: &[u32],
-    samples: usize,
-    seed: u64,
-    budget: PassBudget,
-    mode: SamplingMode,
-) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
-    sample(classifier, row, samples, seed, budget, mode, true)
-}
-
-/// The samples of one input and, with `features`, its mean last hidden state (else empty).
-fn sample(
-    classifier: &Classifier,
-    row: &[u32],
-    samples: usize,
-    seed: u64,
-    budget: PassBudget,
-    mode: SamplingMode,
-    features: bool,
-) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
-    let mut sampling = InputSampling::new(row, samples, seed, budget, mode, features);
+    let mut sampling = InputSampling::new(row, samples, seed, budget, mode, false);
     while !sampling.is_done() {
         sampling.step(classifier)?;
     }
-    Ok(sampling.finish())
+    Ok(sampling.finish().0)
 }
 
 /// The forward passes behind one input's samples, run one at a time: the
 /// engine interleaves them with other requests' work. Running every step
-/// gives exactly [`sample_input`]'s (and [`sample_input_with_features`]')
-/// answer, since the passes and their order are the same.
+/// gives exactly [`sample_input`]'s answer (and, with features, the
+/// input's mean last hidden state), since the passes and their order are the same.
 #[derive(Debug)]
 pub struct InputSampling {
     row: Vec<u32>,
