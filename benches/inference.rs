@@ -1,6 +1,7 @@
 //! Inference throughput and the cost of MC-dropout sampling, on the shipped model.
 //!
-//! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1).
+//! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1,
+//! and `CANDOR_BENCH_DATA=FILE`, default the review sentences of `data/rotten_tomatoes.jsonl`).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
 //! request with 30 samples (one pass of 30 rows) against one plain
 //! prediction, against `head` mode (dropout on the classifier only) and
@@ -31,10 +32,10 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("models/sentiment"));
     let classifier = Classifier::load(&model)?;
-    let examples = read_examples(
-        &root.join("data/rotten_tomatoes.jsonl"),
-        &FieldNames::default(),
-    )?;
+    let data = std::env::var("CANDOR_BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("data/rotten_tomatoes.jsonl"));
+    let examples = read_examples(&data, &FieldNames::default())?;
     let texts: Vec<String> = examples.iter().take(640).map(|e| e.text.clone()).collect();
     let mean_tokens = texts
         .iter()
@@ -48,9 +49,10 @@ fn main() -> anyhow::Result<()> {
         .sum::<usize>() as f64
         / texts.len() as f64;
     println!(
-        "model {} ({} texts, {:.1} tokens on average)",
+        "model {} ({} texts of {}, {:.1} tokens on average)",
         model.display(),
         texts.len(),
+        data.display(),
         mean_tokens
     );
 

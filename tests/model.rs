@@ -186,7 +186,9 @@ fn a_saved_model_loads_back_with_identical_logits() {
     let encoder = TextEncoder::train(&texts, 50, 24).unwrap();
     let mut config = tiny_config(0.1);
     config.vocab_size = encoder.vocab_size();
-    let (varmap, net) = network(&config, Kernels::Fast);
+    let (varmap, mut net) = network(&config, Kernels::Fast);
+    // As Classifier::load prepares it, so that both compute the same way.
+    net.pack_for_inference().unwrap();
     let dir = tempfile::tempdir().unwrap();
     encoder
         .save(&dir.path().join(model::TOKENIZER_FILE))

@@ -7,8 +7,11 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
+use std::sync::Arc;
+
 use super::config::BertConfig;
 use super::dropout::{dropout, DropoutMode, Site};
+use super::packed::{Activation, PackedDense};
 
 /// Added to attention scores of padding positions; exp() of it is exactly 0 in f32.
 const MASKED_SCORE: f64 = -1e9;
@@ -110,14 +113,39 @@ fn softmax_last(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
 /// batch, i.e. one small matrix product per example; folding batch and sequence
 /// into one dimension makes it a single large product, several times faster
 /// forwards and backwards on CPU.
+///
+/// [`BertClassifier::pack_for_inference`] adds a packed copy of the weight
+/// that a faster kernel uses where the CPU has one.
 #[derive(Debug, Clone)]
 struct Dense {
     weight_t: Tensor,
     bias: Tensor,
+    packed: Option<Arc<PackedDense>>,
 }
 
 impl Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, Activation::Identity)
+    }
+
+    /// `activation(x · Wᵀ + b)`.
+    fn forward_then(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        if let Some(packed) = &self.packed {
+            return packed.forward(x, activation);
+        }
+        let y = self.matmul(x)?;
+        match activation {
+            Activation::Identity => Ok(y),
+            Activation::Gelu => y.gelu_erf(),
+        }
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.packed = PackedDense::new(&self.weight_t.t()?, &self.bias)?.map(Arc::new);
+        Ok(())
+    }
+
+    fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (last, rows) = (
             dims[dims.len() - 1],
@@ -138,6 +166,7 @@ fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Dense> {
     Ok(Dense {
         weight_t: vb.get((output, input), "weight")?.t()?,
         bias: vb.get(output, "bias")?,
+        packed: None,
     })
 }
 
@@ -279,7 +308,7 @@ impl FeedForward {
 
     fn forward(&self, x: &Tensor, step: &Step) -> Result<Tensor> {
         let h = x.dim(D::Minus1)? as u64;
-        let inner = self.intermediate.forward(x)?.gelu_erf()?;
+        let inner = self.intermediate.forward_then(x, Activation::Gelu)?;
         let out = self.output.forward(&inner)?;
         let out = dropout(
             &out,
@@ -348,6 +377,28 @@ impl BertClassifier {
             classifier_dropout: cfg.classifier_dropout_rate(),
             kernels,
         })
+    }
+
+    /// Packs every dense layer's weight for the inference kernel (see
+    /// [`super::packed`]); a no-op where the CPU lacks it. Only for a model
+    /// whose weights no longer change: the packed copies do not follow
+    /// training updates.
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            let (a, f) = (&mut layer.attention, &mut layer.feed_forward);
+            for dense in [
+                &mut a.query,
+                &mut a.key,
+                &mut a.value,
+                &mut a.output,
+                &mut f.intermediate,
+                &mut f.output,
+            ] {
+                dense.pack()?;
+            }
+        }
+        self.pooler.pack()?;
+        self.classifier.pack()
     }
 
     /// Class logits `(batch, labels)`; deterministic when `mode` is [`DropoutMode::Off`].

@@ -9,6 +9,7 @@
 pub mod bert;
 pub mod config;
 pub mod dropout;
+pub mod packed;
 pub mod tokenizer;
 pub mod wordpiece;
 
@@ -207,7 +208,8 @@ impl Classifier {
         }
         let (weights, weights_sha256) = read_weights(dir, &device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
-        let network = BertClassifier::load(vb, &config, Kernels::Fast)?;
+        let mut network = BertClassifier::load(vb, &config, Kernels::Fast)?;
+        network.pack_for_inference()?;
         Ok(Self {
             config,
             labels,

@@ -1,0 +1,361 @@
+//! Dense layers with their weights packed once for inference (AVX-512).
+//!
+//! candle multiplies by a weight matrix through the `gemm` crate, which
+//! repacks the weight on every call and, on stable Rust, uses 256-bit
+//! kernels. A served model multiplies small inputs (one text is a few dozen
+//! rows) by the same weights millions of times, so here the weight is
+//! rearranged once, at load, into panels of [`PANEL`] output columns with the
+//! input dimension running down each panel, and a 512-bit kernel computes
+//! [`ROWS`] rows by one panel at a time with the bias (and optionally GELU)
+//! applied before the result is stored.
+//!
+//! Used only where the CPU has AVX-512F (checked at run time); elsewhere, and
+//! for training (which needs candle's gradients), [`PackedDense::new`]
+//! returns `None` and the caller keeps candle's matrix product. Results
+//! agree with candle's to float rounding (tested).
+
+use candle_core::{Result, Tensor};
+
+/// Output columns per panel: two 16-lane registers.
+const PANEL: usize = 32;
+/// Input rows computed together against one panel (16 accumulators).
+const ROWS: usize = 8;
+
+/// What is applied to each output after the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing.
+    Identity,
+    /// GELU, `x · Φ(x)` with the exact (erf) Gaussian CDF, as BERT uses.
+    Gelu,
+}
+
+/// A weight `(outputs, inputs)` and bias packed for [`PackedDense::forward`].
+#[derive(Debug, Clone)]
+pub struct PackedDense {
+    /// Panels of `inputs × PANEL`, zero-padded past the last output.
+    panels: Vec<f32>,
+    /// The bias, zero-padded to whole panels.
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl PackedDense {
+    /// Packs `weight` `(outputs, inputs)` and `bias` `(outputs)`, or `None`
+    /// when this CPU has no AVX-512F.
+    pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Option<Self>> {
+        if !avx512_available() {
+            return Ok(None);
+        }
+        Self::pack(weight, bias).map(Some)
+    }
+
+    fn pack(weight: &Tensor, bias: &Tensor) -> Result<Self> {
+        let (outputs, inputs) = weight.dims2()?;
+        let rows = weight.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+        let panel_count = outputs.div_ceil(PANEL);
+        let mut panels = vec![0f32; panel_count * inputs * PANEL];
+        for (out, row) in rows.iter().enumerate() {
+            let (panel, lane) = (out / PANEL, out % PANEL);
+            let base = panel * inputs * PANEL;
+            for (i, &w) in row.iter().enumerate() {
+                panels[base + i * PANEL + lane] = w;
+            }
+        }
+        let mut bias = bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        bias.resize(panel_count * PANEL, 0.0);
+        Ok(Self {
+            panels,
+            bias,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// `activation(x · Wᵀ + b)` over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let last = dims.len() - 1;
+        if dims[last] != self.inputs {
+            candle_core::bail!(
+                "packed dense: input width {} but the weight takes {}",
+                dims[last],
+                self.inputs
+            )
+        }
+        let x = x.contiguous()?;
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let rows = input.len() / self.inputs.max(1);
+        let mut output = vec![0f32; rows * self.outputs];
+        // SAFETY: `new` returned this value only after checking that the CPU
+        // has AVX-512F; the slices have the lengths `compute` expects.
+        unsafe { self.compute(&input, rows, &mut output, activation) };
+        dims[last] = self.outputs;
+        Tensor::from_vec(output, dims, x.device())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn compute(&self, input: &[f32], rows: usize, output: &mut [f32], act: Activation) {
+        let k = self.inputs;
+        for panel in 0..self.outputs.div_ceil(PANEL) {
+            let weights = &self.panels[panel * k * PANEL..(panel + 1) * k * PANEL];
+            let first = panel * PANEL;
+            let width = PANEL.min(self.outputs - first);
+            let bias = &self.bias[first..first + PANEL];
+            let mut row = 0;
+            while row < rows {
+                let take = ROWS.min(rows - row);
+                let mut tile = [[0f32; PANEL]; ROWS];
+                let x = &input[row * k..(row + take) * k];
+                kernel::tile(x, take, k, weights, bias, act, &mut tile);
+                for (r, values) in tile.iter().take(take).enumerate() {
+                    let at = (row + r) * self.outputs + first;
+                    output[at..at + width].copy_from_slice(&values[..width]);
+                }
+                row += take;
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn compute(&self, _: &[f32], _: usize, _: &mut [f32], _: Activation) {
+        unreachable!("PackedDense::new returns None off x86-64")
+    }
+}
+
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// GELU with erf from a rational approximation accurate to a few f32 ulps on
+/// [-4, 4] (beyond which erf is ±1 in f32); the coefficients are the
+/// minimax fit Eigen and XLA use for f32 erf.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// erf in f32 (see [`gelu`]).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2.mul_add(-2.726_142_3e-10, 2.770_681_4e-8);
+    p = x2.mul_add(p, -2.101_024e-6);
+    p = x2.mul_add(p, -5.692_506_4e-5);
+    p = x2.mul_add(p, -7.349_906_3e-4);
+    p = x2.mul_add(p, -2.954_600_1e-3);
+    p = x2.mul_add(p, -1.609_603_3e-2);
+    let mut q = x2.mul_add(-1.456_607_2e-5, -2.133_740_6e-4);
+    q = x2.mul_add(q, -1.682_827e-3);
+    q = x2.mul_add(q, -7.373_329_2e-3);
+    q = x2.mul_add(q, -1.426_473_9e-2);
+    x * p / q
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::{Activation, PANEL, ROWS};
+    use std::arch::x86_64::*;
+
+    /// `tile[r][j] = act(Σ_i x[r·k + i] · panel[i·PANEL + j] + bias[j])` for `r < take`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile(
+        x: &[f32],
+        take: usize,
+        k: usize,
+        panel: &[f32],
+        bias: &[f32],
+        act: Activation,
+        tile: &mut [[f32; PANEL]; ROWS],
+    ) {
+        match take {
+            8 => rows::<8>(x, k, panel, tile),
+            7 => rows::<7>(x, k, panel, tile),
+            6 => rows::<6>(x, k, panel, tile),
+            5 => rows::<5>(x, k, panel, tile),
+            4 => rows::<4>(x, k, panel, tile),
+            3 => rows::<3>(x, k, panel, tile),
+            2 => rows::<2>(x, k, panel, tile),
+            _ => rows::<1>(x, k, panel, tile),
+        }
+        assert!(bias.len() >= PANEL);
+        let (b0, b1) = (
+            _mm512_loadu_ps(bias.as_ptr()),
+            _mm512_loadu_ps(bias.as_ptr().add(16)),
+        );
+        for row in tile.iter_mut().take(take) {
+            for (half, b) in [(0, b0), (16, b1)] {
+                let p = row.as_mut_ptr().add(half);
+                let v = _mm512_add_ps(_mm512_loadu_ps(p), b);
+                let v = match act {
+                    Activation::Identity => v,
+                    Activation::Gelu => gelu(v),
+                };
+                _mm512_storeu_ps(p, v);
+            }
+        }
+    }
+
+    /// [`super::gelu`], sixteen lanes at a time.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gelu(x: __m512) -> __m512 {
+        let half = _mm512_set1_ps(0.5);
+        let y = erf(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+        ));
+        _mm512_mul_ps(
+            _mm512_mul_ps(half, x),
+            _mm512_add_ps(_mm512_set1_ps(1.0), y),
+        )
+    }
+
+    /// [`super::erf`], sixteen lanes at a time, the same operations in the same order.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn erf(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+        let x2 = _mm512_mul_ps(x, x);
+        let c = _mm512_set1_ps;
+        let mut p = _mm512_fmadd_ps(x2, c(-2.726_142_3e-10), c(2.770_681_4e-8));
+        for a in [
+            -2.101_024e-6,
+            -5.692_506_4e-5,
+            -7.349_906_3e-4,
+            -2.954_600_1e-3,
+            -1.609_603_3e-2,
+        ] {
+            p = _mm512_fmadd_ps(x2, p, c(a));
+        }
+        let mut q = _mm512_fmadd_ps(x2, c(-1.456_607_2e-5), c(-2.133_740_6e-4));
+        for b in [-1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2] {
+            q = _mm512_fmadd_ps(x2, q, c(b));
+        }
+        _mm512_div_ps(_mm512_mul_ps(x, p), q)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn rows<const R: usize>(
+        x: &[f32],
+        k: usize,
+        panel: &[f32],
+        tile: &mut [[f32; PANEL]; ROWS],
+    ) {
+        assert!(x.len() >= R * k && panel.len() >= k * PANEL);
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+        for i in 0..k {
+            // SAFETY: i < k, so i·PANEL + 32 ≤ panel.len() and r·k + i < x.len().
+            let w0 = _mm512_loadu_ps(wp.add(i * PANEL));
+            let w1 = _mm512_loadu_ps(wp.add(i * PANEL + 16));
+            for r in 0..R {
+                let xv = _mm512_set1_ps(*xp.add(r * k + i));
+                lo[r] = _mm512_fmadd_ps(xv, w0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(xv, w1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(tile[r].as_mut_ptr(), lo[r]);
+            _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), hi[r]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut state = seed;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                state = crate::rng::hash64(state.wrapping_add(1));
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_packed_layer_computes_what_candle_computes_at_every_shape() {
+        for (batch, seq, inputs, outputs) in [
+            (1, 1, 8, 2),
+            (1, 13, 50, 37),
+            (3, 9, 64, 96),
+            (2, 17, 33, 31),
+        ] {
+            let (weight, bias) = (random(&[outputs, inputs], 1), random(&[outputs], 2));
+            let Some(packed) = PackedDense::new(&weight, &bias).unwrap() else {
+                eprintln!("no AVX-512F here: nothing to compare");
+                return;
+            };
+            let x = random(&[batch, seq, inputs], 3);
+            let expected = x
+                .reshape((batch * seq, inputs))
+                .unwrap()
+                .matmul(&weight.t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap()
+                .reshape((batch, seq, outputs))
+                .unwrap();
+            let got = packed.forward(&x, Activation::Identity).unwrap();
+            assert!(
+                max_difference(&got, &expected) < 1e-5,
+                "shape {batch}x{seq}x{inputs}→{outputs}"
+            );
+            let got = packed.forward(&x, Activation::Gelu).unwrap();
+            let expected = expected.gelu_erf().unwrap();
+            assert!(
+                max_difference(&got, &expected) < 1e-5,
+                "gelu at {batch}x{seq}x{inputs}→{outputs}"
+            );
+        }
+    }
+
+    #[test]
+    fn erf_is_within_4e_7_of_the_exact_function() {
+        let mut worst = 0f64;
+        for i in -6000..=6000 {
+            let x = i as f64 / 1000.0;
+            let exact = libm::erf(x);
+            worst = worst.max((erf(x as f32) as f64 - exact).abs());
+        }
+        assert!(worst < 4e-7, "worst error {worst}");
+    }
+
+    #[test]
+    fn a_weight_of_another_width_is_refused() {
+        let (weight, bias) = (random(&[4, 8], 1), random(&[4], 2));
+        if let Some(packed) = PackedDense::new(&weight, &bias).unwrap() {
+            let x = Tensor::zeros((2, 7), DType::F32, &Device::Cpu).unwrap();
+            assert!(packed.forward(&x, Activation::Identity).is_err());
+        }
+    }
+}
