@@ -235,3 +235,126 @@ fn the_command_line_prints_the_report_and_names_the_problem() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 }
+
+/// Mean total-variation distance between two models' probabilities over
+/// `texts` (0: identical predictions, 1: disjoint), and the share of texts
+/// on which they predict the same label.
+fn distance_and_agreement(a: &Path, b: &Path, texts: &[String]) -> (f64, f64) {
+    let probabilities = |row: &Vec<f32>| candor::model::softmax(row, 1.0);
+    let argmax = |p: &[f32]| (0..p.len()).max_by(|&i, &j| p[i].total_cmp(&p[j])).unwrap();
+    let (mut distance, mut same) = (0.0, 0);
+    for (x, y) in logits(a, texts).iter().zip(&logits(b, texts)) {
+        let (p, q) = (probabilities(x), probabilities(y));
+        distance += p
+            .iter()
+            .zip(&q)
+            .map(|(u, v)| (u - v).abs() as f64)
+            .sum::<f64>()
+            / 2.0;
+        same += usize::from(argmax(&p) == argmax(&q));
+    }
+    let n = texts.len() as f64;
+    (distance / n, same as f64 / n)
+}
+
+/// A two-layer model that has learned something: 1,200 questions, 8 epochs.
+fn train_a_teacher(dir: &Path) -> PathBuf {
+    let (texts, labels) = trec6(0, 1200);
+    let rows: Vec<String> = texts
+        .iter()
+        .zip(&labels)
+        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
+        .collect();
+    std::fs::write(dir.join("data.jsonl"), rows.join("\n")).unwrap();
+    let out = dir.join("teacher");
+    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["train", "--data"])
+        .arg(dir.join("data.jsonl"))
+        .args([
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--heads",
+            "4",
+            "--intermediate",
+            "64",
+        ])
+        .args([
+            "--vocab-size",
+            "600",
+            "--max-length",
+            "40",
+            "--max-positions",
+            "40",
+        ])
+        .args([
+            "--epochs",
+            "8",
+            "--learning-rate",
+            "2e-3",
+            "--mc-samples",
+            "0",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+#[test]
+fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = train_a_teacher(dir.path());
+    let small = dir.path().join("one-layer");
+    compress(
+        &teacher,
+        &small,
+        &CompressSettings {
+            layers: LayerChoice::Count(1),
+            ..settings()
+        },
+    )
+    .unwrap();
+    let student = dir.path().join("distilled");
+    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["train", "--data"])
+        .arg(dir.path().join("data.jsonl"))
+        .arg("--init-from")
+        .arg(&small)
+        .arg("--teacher")
+        .arg(&teacher)
+        .args(["--distill-weight", "0.9", "--distill-temperature", "2"])
+        .args([
+            "--distill-copies",
+            "2",
+            "--epochs",
+            "3",
+            "--max-length",
+            "40",
+        ])
+        .args(["--mc-samples", "0", "--quiet", "--out"])
+        .arg(&student)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let (held_out, _) = trec6(400, 800);
+    let (before, agreed_before) = distance_and_agreement(&small, &teacher, &held_out);
+    let (after, agreed_after) = distance_and_agreement(&student, &teacher, &held_out);
+    eprintln!(
+        "distance to the teacher on held-out questions: {before:.4} before distillation, {after:.4} after; \
+         same label {agreed_before:.3} / {agreed_after:.3}"
+    );
+    assert!(
+        after < before / 2.0,
+        "distance to the teacher {before:.4} → {after:.4}"
+    );
+    assert!(
+        agreed_after >= 0.95,
+        "the student agrees with its teacher on {agreed_after:.3}"
+    );
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The size / speed / accuracy frontier of compressing a fine-tuned model:
+#   scripts/frontier.sh trec6            # after scripts/build-models.sh trec6
+# Measures, one row each: the fine-tuned model (work/NAME/full); its vocabulary
+# pruned to the training split (work/NAME/pruned); that stored as f16
+# (work/NAME/pruned-f16); and every distilled k-layer model
+# scripts/build-models.sh made (work/NAME/kK/final; LAYERS=K builds another).
+# Columns: weights + tokenizer on disk, texts/s at batch 1 and 32 (tokenize +
+# forward, one thread, the test split's texts in file order: `cargo bench
+# --bench inference`), test accuracy, NLL, ECE (deterministic,
+# temperature-scaled, MC dropout T=30), and seconds to build.
+# The table is printed as Markdown and written to work/NAME/frontier.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name="${1:?usage: scripts/frontier.sh sentiment|trec6}"
+work="work/$name"
+split="$work/split"
+test -d "$work/full" || { echo "run scripts/build-models.sh $name first" >&2; exit 2; }
+cargo build --release --quiet
+candor=target/release/candor
+
+# The whole-model steps this script makes itself.
+if [ ! -d "$work/pruned" ]; then
+  started=$(date +%s.%N)
+  $candor compress --model "$work/full" --data "$split/train.jsonl" --held-out "$split/val.jsonl" \
+    --out "$work/pruned"
+  echo "$(date +%s.%N) - $started" | bc > "$work/pruned/build-seconds"
+fi
+if [ ! -d "$work/pruned-f16" ]; then
+  started=$(date +%s.%N)
+  $candor compress --model "$work/pruned" --f16 --out "$work/pruned-f16"
+  echo "$(date +%s.%N) - $started" | bc > "$work/pruned-f16/build-seconds"
+fi
+megabytes() { echo "scale=1; $(stat -c %s "$1") / 1000000" | bc; }
+row() {
+  local label="$1" dir="$2" seconds="$3" eval bench b1 b32
+  eval=$($candor eval --model "$dir" --data "$split/test.jsonl" --mc-samples 30 --json)
+  bench=$(CANDOR_MODEL="$dir" CANDOR_BENCH_DATA="$split/test.jsonl" cargo bench --quiet --bench inference 2>/dev/null)
+  b1=$(echo "$bench" | awk '/^batch  1:/ { print $3 }')
+  b32=$(echo "$bench" | awk '/^batch 32:.*file order/ { print $3 }')
+  printf '| %s | %s + %s MB | %s / %s | %s | %s | %s | %s |\n' "$label" \
+    "$(megabytes "$dir/model.safetensors")" "$(megabytes "$dir/tokenizer.json")" "$b1" "$b32" \
+    "$(echo "$eval" | jq -r '"\(.deterministic.accuracy * 1000 | round / 10)%"')" \
+    "$(echo "$eval" | jq -r '.deterministic.nll * 1000 | round / 1000')" \
+    "$(echo "$eval" | jq -r '[.deterministic.ece, .temperature_scaled.ece, .mc_dropout.ece] | map(. * 1000 | round / 1000 | tostring) | join(" / ")')" \
+    "$seconds"
+}
+seconds() { [ -f "$1/build-seconds" ] && printf '%.0f' "$(cat "$1/build-seconds")" || echo –; }
+
+{
+  echo "| model | weights + tokenizer | texts/s, batch 1 / 32 | test accuracy | NLL | ECE det. / temp. / MC | seconds to build |"
+  echo "|---|---|---|---|---|---|---|"
+  row "fine-tuned MiniLM-L6, 6 layers" "$work/full" "$(seconds "$work/full")"
+  row "vocabulary pruned" "$work/pruned" "$(seconds "$work/pruned")"
+  row "+ f16" "$work/pruned-f16" "$(seconds "$work/pruned-f16")"
+  for stage in $(ls -d "$work"/k*/final 2>/dev/null | sort -r); do
+    k=$(basename "$(dirname "$stage")" | tr -d k)
+    row "+ $k layers, distilled" "$stage" "$(seconds "$(dirname "$stage")/distilled")"
+  done
+} | tee "$work/frontier.md"
