@@ -114,13 +114,21 @@ fn softmax_last(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
 /// into one dimension makes it a single large product, several times faster
 /// forwards and backwards on CPU.
 ///
-/// [`BertClassifier::pack_for_inference`] adds a packed copy of the weight
+/// [`BertClassifier::pack_for_inference`] swaps the weight for a packed copy
 /// that a faster kernel uses where the CPU has one.
 #[derive(Debug, Clone)]
 struct Dense {
-    weight_t: Tensor,
+    weight: DenseWeight,
     bias: Tensor,
-    packed: Option<Arc<PackedDense>>,
+}
+
+/// A dense layer's weight as candle multiplies it, or packed for inference.
+#[derive(Debug, Clone)]
+enum DenseWeight {
+    /// The transposed weight `(inputs, outputs)`, a variable when training.
+    Transposed(Tensor),
+    /// Packed once; no longer follows the variable.
+    Packed(Arc<PackedDense>),
 }
 
 impl Dense {
@@ -130,10 +138,11 @@ impl Dense {
 
     /// `activation(x · Wᵀ + b)`.
     fn forward_then(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
-        if let Some(packed) = &self.packed {
-            return packed.forward(x, activation);
-        }
-        let y = self.matmul(x)?;
+        let weight_t = match &self.weight {
+            DenseWeight::Packed(packed) => return packed.forward(x, activation),
+            DenseWeight::Transposed(weight_t) => weight_t,
+        };
+        let y = matmul(x, weight_t, &self.bias)?;
         match activation {
             Activation::Identity => Ok(y),
             Activation::Gelu => y.gelu_erf(),
@@ -141,32 +150,36 @@ impl Dense {
     }
 
     fn pack(&mut self) -> Result<()> {
-        self.packed = PackedDense::new(&self.weight_t.t()?, &self.bias)?.map(Arc::new);
+        if let DenseWeight::Transposed(weight_t) = &self.weight {
+            if let Some(packed) = PackedDense::new(&weight_t.t()?, &self.bias)? {
+                self.weight = DenseWeight::Packed(Arc::new(packed));
+            }
+        }
         Ok(())
     }
+}
 
-    fn matmul(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let (last, rows) = (
-            dims[dims.len() - 1],
-            x.elem_count() / dims[dims.len() - 1].max(1),
-        );
-        let y = x
-            .reshape((rows, last))?
-            .matmul(&self.weight_t)?
-            .broadcast_add(&self.bias)?;
-        let mut out_dims = dims;
-        let n = out_dims.len();
-        out_dims[n - 1] = self.bias.dim(0)?;
-        y.reshape(out_dims)
-    }
+/// `x · weight_t + bias` over the last dimension of `x`.
+fn matmul(x: &Tensor, weight_t: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (last, rows) = (
+        dims[dims.len() - 1],
+        x.elem_count() / dims[dims.len() - 1].max(1),
+    );
+    let y = x
+        .reshape((rows, last))?
+        .matmul(weight_t)?
+        .broadcast_add(bias)?;
+    let mut out_dims = dims;
+    let n = out_dims.len();
+    out_dims[n - 1] = bias.dim(0)?;
+    y.reshape(out_dims)
 }
 
 fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Dense> {
     Ok(Dense {
-        weight_t: vb.get((output, input), "weight")?.t()?,
+        weight: DenseWeight::Transposed(vb.get((output, input), "weight")?.t()?),
         bias: vb.get(output, "bias")?,
-        packed: None,
     })
 }
 
@@ -380,9 +393,9 @@ impl BertClassifier {
     }
 
     /// Packs every dense layer's weight for the inference kernel (see
-    /// [`super::packed`]); a no-op where the CPU lacks it. Only for a model
-    /// whose weights no longer change: the packed copies do not follow
-    /// training updates.
+    /// [`super::packed`]) in place of candle's copy; a no-op where the CPU
+    /// lacks it. Only for a model whose weights no longer change: the packed
+    /// weights do not follow training updates.
     pub fn pack_for_inference(&mut self) -> Result<()> {
         for layer in &mut self.layers {
             let (a, f) = (&mut layer.attention, &mut layer.feed_forward);
