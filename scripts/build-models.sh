@@ -8,6 +8,7 @@
 #   3. compress: vocabulary pruned to the training split's word pieces,
 #      LAYERS of the 6 layers kept (work/NAME/kLAYERS/small);
 #   4. distil the full model into it (work/NAME/kLAYERS/distilled);
+#      (LAYERS=6: steps 3-4 are vocabulary pruning alone, work/NAME/k6/pruned)
 #   5. store f16, calibrate, evaluate on the test split (work/NAME/kLAYERS/final);
 #   6. copy the result to OUT (models/NAME) with a README of how it was made.
 # Settings: LAYERS (4), EPOCHS (distillation epochs, 3), COPIES (masked copies
@@ -55,17 +56,25 @@ timed() {
 [ -d "$work/full" ] || { step "fine-tune MiniLM"; timed "$work" \
   $candor train --data "$data" --init-from models/minilm --out "$work/full" "${common[@]}" "${recipe[@]}";
   mv "$work/build-seconds" "$work/full/build-seconds"; }
-[ -d "$stage/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
-  $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
-    --held-out "$work/split/val.jsonl" --layers "$layers" --out "$stage/small"; }
-[ -d "$stage/distilled" ] || { step "distil the full model into $layers layers"; timed "$stage" \
-  $candor train --data "$data" --init-from "$stage/small" --teacher "$work/full" \
-    --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
-    --out "$stage/distilled" "${common[@]}" --epochs "$epochs";
-  mv "$stage/build-seconds" "$stage/distilled/build-seconds"; }
+if [ "$layers" -lt 6 ]; then
+  [ -d "$stage/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
+    $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
+      --held-out "$work/split/val.jsonl" --layers "$layers" --out "$stage/small"; }
+  [ -d "$stage/distilled" ] || { step "distil the full model into $layers layers"; timed "$stage" \
+    $candor train --data "$data" --init-from "$stage/small" --teacher "$work/full" \
+      --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
+      --out "$stage/distilled" "${common[@]}" --epochs "$epochs";
+    mv "$stage/build-seconds" "$stage/distilled/build-seconds"; }
+  source_dir="$stage/distilled"
+else
+  # All six layers: the fine-tuned model with its vocabulary pruned, no distillation.
+  [ -d "$stage/pruned" ] || { step "compress: prune the vocabulary"; \
+    $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
+      --held-out "$work/split/val.jsonl" --out "$stage/pruned"; }
+  source_dir="$stage/pruned"
+fi
 step "store f16, calibrate and evaluate"
-$candor compress --model "$stage/distilled" --f16 --out "$stage/final" --force
-cp "$stage/distilled/metrics.json" "$stage/final/training-metrics.json"
+$candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 $candor calibrate --model "$stage/final" --data "$work/split/calibration.jsonl" \
   --reference "$work/split/train.jsonl" --mc-samples 30
 $candor eval --model "$stage/final" --data "$work/split/test.jsonl" --reference "$work/split/train.jsonl" \
@@ -76,14 +85,17 @@ ls -l "$stage/final"
 step "install in $out"
 rm -rf "$out.new"
 cp -r "$stage/final" "$out.new"
-rm -f "$out.new/training-metrics.json"
 $candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 > "$out.new/test.md"
 {
   echo "# $name"
   echo
   echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the"
-  echo "training split's word pieces, $layers of its 6 layers kept and distilled from"
-  echo "the fine-tuned model, weights stored as f16. Built offline by"
+  if [ "$layers" -lt 6 ]; then
+    echo "training split's word pieces, $layers of its 6 layers kept and distilled from"
+    echo "the fine-tuned model, weights stored as f16. Built offline by"
+  else
+    echo "training split's word pieces, weights stored as f16. Built offline by"
+  fi
   echo
   echo '```'
   echo "scripts/get-minilm.sh models/minilm"

@@ -6,7 +6,7 @@
 # (work/NAME/pruned-f16); and every distilled k-layer model
 # scripts/build-models.sh made (work/NAME/kK/final; LAYERS=K builds another).
 # Columns: weights + tokenizer on disk, texts/s at batch 1 and 32 (tokenize +
-# forward, one thread, the test split's texts in file order: `cargo bench
+# forward, one thread, the test split's texts; batch 32 sorted by length as the server batches: `cargo bench
 # --bench inference`), test accuracy, NLL, ECE (deterministic,
 # temperature-scaled, MC dropout T=30), and seconds to build.
 # The table is printed as Markdown and written to work/NAME/frontier.md.
@@ -37,18 +37,18 @@ row() {
   eval=$($candor eval --model "$dir" --data "$split/test.jsonl" --mc-samples 30 --json)
   bench=$(CANDOR_MODEL="$dir" CANDOR_BENCH_DATA="$split/test.jsonl" cargo bench --quiet --bench inference 2>/dev/null)
   b1=$(echo "$bench" | awk '/^batch  1:/ { print $3 }')
-  b32=$(echo "$bench" | awk '/^batch 32:.*file order/ { print $3 }')
+  b32=$(echo "$bench" | awk '/^batch 32:.*sorted/ { print $3 }')
   printf '| %s | %s + %s MB | %s / %s | %s | %s | %s | %s |\n' "$label" \
     "$(megabytes "$dir/model.safetensors")" "$(megabytes "$dir/tokenizer.json")" "$b1" "$b32" \
-    "$(echo "$eval" | jq -r '"\(.deterministic.accuracy * 1000 | round / 10)%"')" \
-    "$(echo "$eval" | jq -r '.deterministic.nll * 1000 | round / 1000')" \
-    "$(echo "$eval" | jq -r '[.deterministic.ece, .temperature_scaled.ece, .mc_dropout.ece] | map(. * 1000 | round / 1000 | tostring) | join(" / ")')" \
+    "$(echo "$eval" | jq -r '.predictors[] | select(.name == "deterministic") | "\(.metrics.accuracy * 1000 | round / 10)%"')" \
+    "$(echo "$eval" | jq -r '.predictors[] | select(.name == "deterministic") | .metrics.nll * 1000 | round / 1000')" \
+    "$(echo "$eval" | jq -r '[.predictors[] | select(.name != "mc_head") | .metrics.ece * 1000 | round / 1000 | tostring] | join(" / ")')" \
     "$seconds"
 }
 seconds() { [ -f "$1/build-seconds" ] && printf '%.0f' "$(cat "$1/build-seconds")" || echo –; }
 
 {
-  echo "| model | weights + tokenizer | texts/s, batch 1 / 32 | test accuracy | NLL | ECE det. / temp. / MC | seconds to build |"
+  echo "| model | weights + tokenizer | texts/s, batch 1 / 32 sorted | test accuracy | NLL | ECE det. / temp. / MC | seconds to build |"
   echo "|---|---|---|---|---|---|---|"
   row "fine-tuned MiniLM-L6, 6 layers" "$work/full" "$(seconds "$work/full")"
   row "vocabulary pruned" "$work/pruned" "$(seconds "$work/pruned")"
