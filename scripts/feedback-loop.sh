@@ -11,7 +11,7 @@ url="http://127.0.0.1:$port"
 work=$(mktemp -d)
 db="sqlite://$work/loop.db"
 cargo build --release --quiet
-target/release/candor serve --model models/sentiment --addr "127.0.0.1:$port" --database-url "$db" > "$work/serve.log" 2>&1 &
+target/release/candor serve --model models/sentiment-tiny --addr "127.0.0.1:$port" --database-url "$db" > "$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 until curl -sf "$url/readyz" > /dev/null; do sleep 0.2; done
@@ -58,6 +58,6 @@ cat "$work/corrections.jsonl"
 if [ "${1:-}" != "--no-retrain" ]; then
   echo
   echo "# 6. retrain with them (the shipped model's command plus --extra)"
-  show target/release/candor --threads 1 train --data data/rotten_tomatoes.jsonl --extra corrections.jsonl --out models/sentiment-v2 --quiet
-  target/release/candor --threads 1 train --data data/rotten_tomatoes.jsonl --extra "$work/corrections.jsonl" --out "$work/sentiment-v2" --quiet 2>&1 | sed "s#$work/corrections.jsonl#corrections.jsonl#g; s#$work/sentiment-v2#models/sentiment-v2#g"
+  show target/release/candor --threads 1 train --data data/rotten_tomatoes.jsonl --extra corrections.jsonl --out models/sentiment-tiny-v2 --quiet
+  target/release/candor --threads 1 train --data data/rotten_tomatoes.jsonl --extra "$work/corrections.jsonl" --out "$work/sentiment-v2" --quiet 2>&1 | sed "s#$work/corrections.jsonl#corrections.jsonl#g; s#$work/sentiment-v2#models/sentiment-tiny-v2#g"
 fi

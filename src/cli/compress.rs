@@ -24,6 +24,10 @@ pub struct CompressArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub fields: FieldArgs,
+    /// More texts whose word pieces are kept, labels ignored (repeatable): a
+    /// general sample of the language keeps words the training texts lack.
+    #[arg(long, requires = "data")]
+    pub keep_texts: Vec<PathBuf>,
     /// Texts the pruning does not see (e.g. a validation split), to report
     /// how many more [UNK]s and word pieces per text pruning costs.
     #[arg(long, requires = "data")]
@@ -51,9 +55,22 @@ pub(super) fn run_compress(args: &CompressArgs) -> anyhow::Result<()> {
             let examples = data::read_examples(path, &args.fields.names())
                 .with_context(|| format!("reading {}", path.display()))?;
             let labels = examples.iter().map(|e| e.label.clone()).collect();
-            (Some(examples.into_iter().map(|e| e.text).collect()), labels)
+            let texts: Vec<String> = examples.into_iter().map(|e| e.text).collect();
+            (Some(texts), labels)
         }
         None => (None, Vec::new()),
+    };
+    let prune_to = match prune_to {
+        Some(mut texts) => {
+            for path in &args.keep_texts {
+                texts.extend(
+                    read_texts(path, &args.fields.text_field)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            Some(texts)
+        }
+        None => None,
     };
     let held_out = match &args.held_out {
         Some(path) => Some(
