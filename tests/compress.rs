@@ -358,3 +358,45 @@ fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
         "the student agrees with its teacher on {agreed_after:.3}"
     );
 }
+
+#[test]
+fn texts_to_keep_widen_the_pruned_vocabulary_whatever_their_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (texts, labels) = trec6(0, 200);
+    let rows: Vec<String> = texts
+        .iter()
+        .zip(&labels)
+        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
+        .collect();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let vocabulary = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let done = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["compress", "--model", fixture_model().to_str().unwrap()])
+            .args([
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+        report["vocab_size"][1].as_u64().unwrap()
+    };
+    let sms = root.join("data/sms_spam.jsonl"); // labelled ham and spam
+    let narrow = vocabulary("narrow", &[]);
+    let wide = vocabulary("wide", &["--keep-texts", sms.to_str().unwrap()]);
+    assert!(
+        wide > narrow,
+        "{narrow} pieces without the SMS texts, {wide} with them"
+    );
+}
