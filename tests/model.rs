@@ -233,3 +233,37 @@ fn a_config_with_heads_that_do_not_divide_the_hidden_size_is_rejected() {
         .to_string()
         .contains("multiple"));
 }
+
+#[test]
+fn every_shipped_model_loads_and_tells_a_review_from_a_question() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let cases = [
+        (
+            "sentiment",
+            "a warm, funny, sharply written film",
+            "positive",
+        ),
+        (
+            "sentiment-tiny",
+            "a warm, funny, sharply written film",
+            "positive",
+        ),
+        ("trec6", "Who wrote Hamlet?", "HUM"),
+        ("trec6-tiny", "Who wrote Hamlet?", "HUM"),
+    ];
+    for (name, text, expected) in cases {
+        let classifier = Classifier::load(&root.join(name)).unwrap();
+        let ids = classifier.encoder.encode(text, true).unwrap().ids;
+        let logits = classifier
+            .logits(&[&ids], DropoutMode::Off)
+            .unwrap()
+            .remove(0);
+        let best = (0..logits.len())
+            .max_by(|&i, &j| logits[i].total_cmp(&logits[j]))
+            .unwrap();
+        assert_eq!(
+            classifier.labels[best], expected,
+            "models/{name} on {text:?}"
+        );
+    }
+}
