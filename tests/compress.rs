@@ -32,6 +32,17 @@ fn trec6(from: usize, to: usize) -> (Vec<String>, Vec<String>) {
         .unzip()
 }
 
+/// Writes lines `from..to` of the shipped trec6 data to `path` as JSONL.
+fn write_questions(path: &Path, from: usize, to: usize) {
+    let (texts, labels) = trec6(from, to);
+    let rows: Vec<String> = texts
+        .iter()
+        .zip(&labels)
+        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
+        .collect();
+    std::fs::write(path, rows.join("\n")).unwrap();
+}
+
 fn settings() -> CompressSettings {
     CompressSettings {
         prune_to: None,
@@ -259,13 +270,7 @@ fn distance_and_agreement(a: &Path, b: &Path, texts: &[String]) -> (f64, f64) {
 
 /// A two-layer model that has learned something: 1,200 questions, 8 epochs.
 fn train_a_teacher(dir: &Path) -> PathBuf {
-    let (texts, labels) = trec6(0, 1200);
-    let rows: Vec<String> = texts
-        .iter()
-        .zip(&labels)
-        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
-        .collect();
-    std::fs::write(dir.join("data.jsonl"), rows.join("\n")).unwrap();
+    write_questions(&dir.join("data.jsonl"), 0, 1200);
     let out = dir.join("teacher");
     let status = Command::new(env!("CARGO_BIN_EXE_candor"))
         .args(["train", "--data"])
@@ -363,14 +368,8 @@ fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
 fn texts_to_keep_widen_the_pruned_vocabulary_whatever_their_labels() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (texts, labels) = trec6(0, 200);
-    let rows: Vec<String> = texts
-        .iter()
-        .zip(&labels)
-        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
-        .collect();
     let data = dir.path().join("train.jsonl");
-    std::fs::write(&data, rows.join("\n")).unwrap();
+    write_questions(&data, 0, 200);
     let vocabulary = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
         let done = Command::new(env!("CARGO_BIN_EXE_candor"))
