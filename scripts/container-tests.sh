@@ -119,7 +119,7 @@ if python3 - "$address" "$one" <<'PY'; then
 import http.client, json, os, subprocess, sys, threading, time
 
 address, container = sys.argv[1], sys.argv[2]
-body = json.dumps({"inputs": ["a film about a film"] * 32, "samples": 100, "seed": 3})
+body = json.dumps({"inputs": ["a film about a film"] * 4, "samples": 30, "seed": 3})  # within the derived cost budget of the default model
 stopping = threading.Event()
 results = []  # (started, finished, outcome)
 lock = threading.Lock()
