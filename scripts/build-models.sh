@@ -4,11 +4,11 @@
 #   scripts/build-models.sh sentiment            # or trec6; writes models/NAME
 # MODE chooses the recipe (the shipped models' defaults in brackets):
 #   prune   fine-tune all 6 layers, prune the vocabulary to the training
-#           split's word pieces (trec6: and the SMS texts') [trec6]
+#           split's word pieces (trec6: and the SMS texts'); over 25 MB here
 #   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
 #           LAYERS layers, prune the vocabulary, fine-tune that [sentiment, 4]
 #   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
-#           the vocabulary, distil the fine-tuned model into it
+#           the vocabulary, distil the fine-tuned model into it [trec6, 4]
 # then store f16, calibrate and evaluate on the test split, and copy the
 # result to OUT (models/NAME; "-" to skip) with a README of how it was made.
 # Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/build-models.sh sentiment|trec6}"
-mode_default=prune
+mode_default=distil
 [ "${1:-}" = sentiment ] && mode_default=direct
 mode="${MODE:-$mode_default}"
 layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
