@@ -7,18 +7,20 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::data::{self, FieldNames, SplitFractions};
+use crate::data::{FieldNames, SplitFractions};
 use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
 use crate::store::{redact, Store};
 use crate::train::{
     self, DataSource, Distillation, ModelSettings, Optimisation, Selection, TrainSettings,
 };
-use crate::uncertainty::calibration::{self, AbstentionPolicy};
-use crate::uncertainty::{self, evaluate, McSummary};
+use crate::uncertainty::calibration::AbstentionPolicy;
+use crate::uncertainty::{self, McSummary};
 
 mod compress;
+mod evaluate;
 mod serve;
 pub use compress::CompressArgs;
+pub use evaluate::{CalibrateArgs, EvalArgs};
 pub use serve::ServeArgs;
 
 /// Text classification that knows when it does not know.
@@ -343,32 +345,6 @@ impl AbstainArgs {
     }
 }
 
-/// Options of `candor calibrate`.
-#[derive(Debug, Args)]
-pub struct CalibrateArgs {
-    /// Model directory (its calibration.json is rewritten).
-    #[arg(long, env = "CANDOR_MODEL")]
-    pub model: PathBuf,
-    /// Labelled calibration data the model has never been trained, early-stopped
-    /// or temperature-scaled on (`candor split` writes a model's own calibration split).
-    #[arg(long)]
-    pub data: PathBuf,
-    #[command(flatten)]
-    pub fields: FieldArgs,
-    /// The model's training data, to fit the feature distance that scores how
-    /// unlike the training data a text is (`candor split` writes train.jsonl).
-    #[arg(long)]
-    pub reference: Option<PathBuf>,
-    /// MC-dropout samples T behind the `full` and `head` scores (0: deterministic only).
-    #[arg(long, default_value_t = 30)]
-    pub mc_samples: usize,
-    /// Seed of the dropout masks.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[command(flatten)]
-    pub abstain: AbstainArgs,
-}
-
 impl TrainArgs {
     /// The library's view of these options.
     pub fn settings(&self) -> anyhow::Result<TrainSettings> {
@@ -439,44 +415,6 @@ impl TrainArgs {
     }
 }
 
-/// Options of `candor eval`.
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// Model directory.
-    #[arg(long, env = "CANDOR_MODEL")]
-    pub model: PathBuf,
-    /// Labelled data to evaluate on.
-    #[arg(long)]
-    pub data: PathBuf,
-    #[command(flatten)]
-    pub fields: FieldArgs,
-    /// Unrelated texts to tell apart from --data (out-of-distribution detection); repeatable.
-    #[arg(long)]
-    pub ood: Vec<PathBuf>,
-    /// The model's training examples (e.g. `candor split`'s train.jsonl): with --ood, also
-    /// measures OOD detection by the distance of the mean last hidden state to the training classes.
-    #[arg(long)]
-    pub reference: Option<PathBuf>,
-    /// Most texts used from each --ood file (an evenly spaced selection).
-    #[arg(long, default_value_t = 2000)]
-    pub max_ood: usize,
-    /// MC-dropout samples per input (0 skips MC dropout).
-    #[arg(long, default_value_t = 30)]
-    pub mc_samples: usize,
-    /// Sample counts T for the accuracy and calibration against T table (empty: none).
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10,30,100")]
-    pub sweep: Vec<usize>,
-    /// Seed of the MC-dropout masks.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Write the pictures (reliability, risk–coverage, OOD histograms) into this folder.
-    #[arg(long)]
-    pub plots: Option<PathBuf>,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Options of `candor split`.
 #[derive(Debug, Args)]
 pub struct SplitArgs {
@@ -534,8 +472,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Eval(args) => run_eval(&args),
-        Command::Calibrate(args) => run_calibrate(&args),
+        Command::Eval(args) => evaluate::run_eval(&args),
+        Command::Calibrate(args) => evaluate::run_calibrate(&args),
         Command::Split(args) => run_split(&args),
         Command::Compress(args) => compress::run_compress(&args),
         Command::Predict(args) => run_predict(&args),
@@ -627,98 +565,6 @@ fn load(model: &std::path::Path) -> anyhow::Result<Classifier> {
     Classifier::load(model).with_context(|| format!("loading model {}", model.display()))
 }
 
-fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
-    use crate::uncertainty::report::{self, OodSet, ReportSettings};
-    let classifier = load(&args.model)?;
-    let examples = data::read_examples(&args.data, &args.fields.names())?;
-    let ood = args
-        .ood
-        .iter()
-        .map(|path| {
-            let texts = data::read_texts(path, &args.fields.text_field)?;
-            Ok(OodSet {
-                name: path.file_stem().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                ),
-                texts: evenly_spaced(texts, args.max_ood),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let sweep = if args.mc_samples > 0 {
-        args.sweep.iter().copied().filter(|&t| t > 0).collect()
-    } else {
-        Vec::new()
-    };
-    let reference = match (&args.reference, args.ood.is_empty()) {
-        (Some(path), false) => data::read_examples(path, &args.fields.names())?,
-        _ => Vec::new(),
-    };
-    let settings = ReportSettings {
-        samples: args.mc_samples,
-        seed: args.seed,
-        sweep,
-        reference,
-        calibration: calibration::Calibration::load(&args.model)?,
-    };
-    let (report, predictions) =
-        report::uncertainty_report(&classifier, &examples, &ood, &settings)?;
-    if let Some(dir) = &args.plots {
-        let targets = evaluate::targets(&classifier, &examples)?;
-        report::draw_pictures(dir, &report, &predictions, &targets, &ood)?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!(
-            "{}",
-            report::render_tables(
-                &report,
-                &args.data.display().to_string(),
-                classifier.config.candor.temperature
-            )
-        );
-    }
-    Ok(())
-}
-
-fn run_calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
-    let policy = args.abstain.policy()?;
-    if let Some(policy) = &policy {
-        policy
-            .check()
-            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
-    }
-    let classifier = Classifier::load(&args.model)?;
-    let examples = data::read_examples(&args.data, &args.fields.names())?;
-    let reference = match &args.reference {
-        Some(path) => Some(data::read_examples(path, &args.fields.names())?),
-        None => None,
-    };
-    let mut fitted = calibration::fit(
-        &classifier,
-        &examples,
-        reference.as_deref(),
-        args.mc_samples,
-        args.seed,
-    )
-    .with_context(|| format!("calibrating on {}", args.data.display()))?;
-    fitted.abstention = policy;
-    fitted.save(&args.model)?;
-    let at_alpha = fitted
-        .deterministic
-        .conformal_threshold(0.1)
-        .unwrap_or(f64::INFINITY);
-    eprintln!(
-        "wrote {} ({} examples, T = {}; at alpha 0.1 a label is in the set when its probability is at least {:.4})",
-        args.model.join(calibration::CALIBRATION_FILE).display(),
-        fitted.examples,
-        fitted.mc_samples,
-        1.0 - at_alpha
-    );
-    Ok(())
-}
-
 fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let source = DataSource {
@@ -761,18 +607,6 @@ fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// At most `n` items, evenly spaced over the whole list (not its head, which
-/// may be sorted).
-fn evenly_spaced(items: Vec<String>, n: usize) -> Vec<String> {
-    if items.len() <= n {
-        return items;
-    }
-    let step = items.len() as f64 / n as f64;
-    (0..n)
-        .map(|i| items[(i as f64 * step) as usize].clone())
-        .collect()
-}
-
 /// One line of `candor predict` output.
 #[derive(Debug, Serialize)]
 struct PredictionLine<'a> {
@@ -802,7 +636,7 @@ fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
             &rows,
             args.mc_samples,
             args.seed,
-            evaluate::MC_BUDGET,
+            uncertainty::evaluate::MC_BUDGET,
             uncertainty::SamplingMode::Full,
         )?;
         samples

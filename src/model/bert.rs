@@ -433,19 +433,43 @@ impl BertClassifier {
 
     /// The encoder's last hidden states `(batch, seq, hidden)`.
     pub fn encode(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<Tensor> {
+        let (x, mask_bias) = self.embed(batch, mode)?;
+        self.run_layers(x, &mask_bias, 0..self.layers.len(), mode)
+    }
+
+    /// The input of the first encoder layer: the embeddings `(batch, seq,
+    /// hidden)`, and the attention bias `(batch, 1, 1, seq)` that keeps
+    /// padding out of every layer's attention.
+    pub fn embed(&self, batch: &TokenBatch, mode: DropoutMode) -> Result<(Tensor, Tensor)> {
         let (b, s) = batch.attention_mask.dims2()?;
         let mask_bias =
             ((batch.attention_mask.clone() - 1.0)? * -MASKED_SCORE)?.reshape((b, 1, 1, s))?;
-        let mut x = self
+        let x = self
             .embeddings
             .forward(&batch.input_ids, self.kernels, mode)?;
-        for (layer, encoder_layer) in self.layers.iter().enumerate() {
+        Ok((x, mask_bias))
+    }
+
+    /// Runs encoder layers `layers` (0-based, in order) over hidden states
+    /// `x`; dropout sites keep their layer's numbering, so running layers
+    /// 0..k and then k..L draws the same masks as running 0..L.
+    pub fn run_layers(
+        &self,
+        mut x: Tensor,
+        mask_bias: &Tensor,
+        layers: std::ops::Range<usize>,
+        mode: DropoutMode,
+    ) -> Result<Tensor> {
+        for layer in layers {
+            let Some(encoder_layer) = self.layers.get(layer) else {
+                candle_core::bail!("the model has no layer {layer}")
+            };
             let step = Step {
                 layer,
                 kernels: self.kernels,
                 mode,
             };
-            x = encoder_layer.forward(&x, &mask_bias, &step)?;
+            x = encoder_layer.forward(&x, mask_bias, &step)?;
         }
         Ok(x)
     }

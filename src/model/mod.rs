@@ -9,6 +9,7 @@
 pub mod bert;
 pub mod config;
 pub mod dropout;
+pub mod features;
 pub mod packed;
 pub mod tokenizer;
 pub mod wordpiece;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 pub use bert::{BertClassifier, Kernels, TokenBatch};
 pub use config::{ArchitectureSizes, BertConfig, ConfigError, DropoutRates};
 pub use dropout::DropoutMode;
+pub use features::{Pooling, Representation};
 pub use tokenizer::{Encoded, TextEncoder, TokenizerError};
 
 /// File names inside a model directory.
@@ -163,8 +165,22 @@ pub fn write_config(dir: &Path, config: &BertConfig) -> Result<(), ModelError> {
     std::fs::write(&path, text + "\n").map_err(io_error(&path))
 }
 
-/// Logits and mean last hidden states, one row per input.
+/// Logits and feature vectors (see [`Classifier::features`]), one row per input.
 pub type LogitsAndFeatures = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// The deterministic lower layers of one row, computed once for sampling
+/// the layers above (see [`Classifier::lower_pass`]).
+#[derive(Debug, Clone)]
+pub struct LowerPass {
+    /// The input of layer `lower`, `(1, seq, hidden)`.
+    below: Tensor,
+    /// The row's attention bias `(1, 1, 1, seq)`.
+    mask_bias: Tensor,
+    /// The first sampled layer.
+    lower: usize,
+    /// The row's feature vector.
+    pub feature: Vec<f32>,
+}
 
 /// A trained classifier ready for inference: configuration, tokenizer and weights.
 #[derive(Debug, Clone)]
@@ -179,6 +195,9 @@ pub struct Classifier {
     pub network: BertClassifier,
     /// Hex sha256 of `model.safetensors`, naming exactly these weights.
     pub weights_sha256: String,
+    /// The representation the `*_features` methods return (the mean of the
+    /// last hidden states unless a calibration chose another).
+    pub features: Representation,
     device: Device,
 }
 
@@ -211,6 +230,7 @@ impl Classifier {
         let mut network = BertClassifier::load(vb, &config, Kernels::Fast)?;
         network.pack_for_inference()?;
         Ok(Self {
+            features: Representation::last_mean(network.layer_count()),
             config,
             labels,
             encoder,
@@ -236,31 +256,84 @@ impl Classifier {
         })
     }
 
-    /// The mean of the encoder's last hidden states over each row's tokens
-    /// (padding excluded), dropout off, in length-sorted batches of
-    /// `batch_size`; in row order.
-    pub fn mean_hidden_for_all(
+    /// Each row's [`Classifier::features`] vector, dropout off, in
+    /// length-sorted batches of `batch_size`; in row order.
+    pub fn features_for_all(
         &self,
         rows: &[Vec<u32>],
         batch_size: usize,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.for_all(rows, batch_size, |batch| {
-            let batch = TokenBatch::from_rows(batch, self.encoder.pad_id(), &self.device)?;
-            let hidden = self.network.encode(&batch, DropoutMode::Off)?;
-            Ok(mean_over_tokens(&hidden, &batch)?.to_vec2::<f32>()?)
-        })
+        Ok(self
+            .representations_for_all(rows, batch_size, &[self.features])?
+            .pop()
+            .unwrap_or_default())
     }
 
-    /// Deterministic logits and mean last hidden states of the same rows, from one encoder pass.
-    pub fn logits_and_mean_hidden(&self, rows: &[&[u32]]) -> Result<LogitsAndFeatures, ModelError> {
+    /// Each row's vector in each of `representations`, dropout off:
+    /// `[representation][row]`, rows in their order.
+    pub fn representations_for_all(
+        &self,
+        rows: &[Vec<u32>],
+        batch_size: usize,
+        representations: &[Representation],
+    ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+        let mut out = vec![vec![Vec::new(); rows.len()]; representations.len()];
+        for chunk in by_length(rows).chunks(batch_size.max(1)) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+            let batch = TokenBatch::from_rows(&batch, self.encoder.pad_id(), &self.device)?;
+            let (_, pooled) = self.encode_pooled(&batch, representations)?;
+            for (r, pooled) in pooled.into_iter().enumerate() {
+                for (&i, values) in chunk.iter().zip(pooled.to_vec2::<f32>()?) {
+                    out[r][i] = values;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the encoder with dropout off and pools the hidden states of each
+    /// of `representations`; returns the last hidden states too.
+    fn encode_pooled(
+        &self,
+        batch: &TokenBatch,
+        representations: &[Representation],
+    ) -> Result<(Tensor, Vec<Tensor>), ModelError> {
+        let layers = self.network.layer_count();
+        if let Some(bad) = representations.iter().find(|r| r.check(layers).is_err()) {
+            return Err(candle_core::Error::Msg(format!(
+                "the model has {layers} layers, not the {bad}"
+            ))
+            .into());
+        }
+        let mut pooled = vec![None; representations.len()];
+        let mut pool_at = |layer: usize, x: &Tensor| -> candle_core::Result<()> {
+            for (slot, r) in pooled.iter_mut().zip(representations) {
+                if r.layer == layer {
+                    *slot = Some(r.pooling.apply(x, &batch.attention_mask)?);
+                }
+            }
+            Ok(())
+        };
+        let (mut x, mask_bias) = self.network.embed(batch, DropoutMode::Off)?;
+        pool_at(0, &x)?;
+        for layer in 0..layers {
+            x = self
+                .network
+                .run_layers(x, &mask_bias, layer..layer + 1, DropoutMode::Off)?;
+            pool_at(layer + 1, &x)?;
+        }
+        Ok((x, pooled.into_iter().flatten().collect()))
+    }
+
+    /// Deterministic logits and [`Classifier::features`] vectors of the same
+    /// rows, from one encoder pass.
+    pub fn logits_and_features(&self, rows: &[&[u32]]) -> Result<LogitsAndFeatures, ModelError> {
         let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;
-        let hidden = self.network.encode(&batch, DropoutMode::Off)?;
+        let (hidden, mut features) = self.encode_pooled(&batch, &[self.features])?;
         let pooled = self.network.pool(&hidden)?;
         let logits = self.network.classify(&pooled, DropoutMode::Off)?;
-        Ok((
-            logits.to_vec2::<f32>()?,
-            mean_over_tokens(&hidden, &batch)?.to_vec2::<f32>()?,
-        ))
+        let features = features.pop().map(|f| f.to_vec2::<f32>()).transpose()?;
+        Ok((logits.to_vec2::<f32>()?, features.unwrap_or_default()))
     }
 
     /// Runs `f` over length-sorted batches and puts its per-row outputs back in row order.
@@ -287,30 +360,85 @@ impl Classifier {
         row: &[u32],
         keys: &[u64],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
-        Ok(self.head_samples_and_mean_hidden(row, keys)?.0)
+        self.top_sample_logits(&self.lower_pass(row, 0)?, keys)
     }
 
-    /// [`Classifier::head_sample_logits`] and the row's mean last hidden
-    /// state, from the same single encoder pass.
-    pub fn head_samples_and_mean_hidden(
-        &self,
-        row: &[u32],
-        keys: &[u64],
-    ) -> Result<(Vec<Vec<f32>>, Vec<f32>), ModelError> {
+    /// The deterministic part of sampling only the top `top` encoder layers
+    /// (and the head) of one row: the layers below, run once on the row
+    /// alone, and the row's [`Classifier::features`] vector from the same
+    /// pass (continued through the top layers, dropout off, when the
+    /// representation lies among them). `top` = 0 leaves the head alone.
+    pub fn lower_pass(&self, row: &[u32], top: usize) -> Result<LowerPass, ModelError> {
+        let layers = self.network.layer_count();
+        if top > layers {
+            return Err(candle_core::Error::Msg(format!(
+                "cannot sample the top {top} layers of a model of {layers}"
+            ))
+            .into());
+        }
+        let lower = layers - top;
         let batch = TokenBatch::from_rows(&[row], self.encoder.pad_id(), &self.device)?;
-        let hidden = self.network.encode(&batch, DropoutMode::Off)?;
+        let want = self.features;
+        let pool = |x: &Tensor| want.pooling.apply(x, &batch.attention_mask);
+        let (mut x, mask_bias) = self.network.embed(&batch, DropoutMode::Off)?;
+        let mut feature = if want.layer == 0 {
+            Some(pool(&x)?)
+        } else {
+            None
+        };
+        let mut below = None;
+        for layer in 0..layers {
+            if layer == lower {
+                below = Some(x.clone());
+                if feature.is_some() {
+                    break;
+                }
+            }
+            x = self
+                .network
+                .run_layers(x, &mask_bias, layer..layer + 1, DropoutMode::Off)?;
+            if layer + 1 == want.layer {
+                feature = Some(pool(&x)?);
+            }
+        }
+        let feature = match feature {
+            Some(f) => f.squeeze(0)?.to_vec1::<f32>()?,
+            None => Vec::new(),
+        };
+        Ok(LowerPass {
+            below: below.unwrap_or(x),
+            mask_bias,
+            lower,
+            feature,
+        })
+    }
+
+    /// One logit row per key: the lower pass's output replicated once per
+    /// key through the top layers and the head, with dropout on.
+    pub fn top_sample_logits(
+        &self,
+        pass: &LowerPass,
+        keys: &[u64],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let replicate = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let mut dims = t.dims().to_vec();
+            dims[0] = keys.len();
+            t.broadcast_as(dims)?.contiguous()
+        };
+        let mode = DropoutMode::On(keys);
+        if pass.lower == self.network.layer_count() {
+            // Head only: pool the one row, then replicate the pooled vector.
+            let pooled = replicate(&self.network.pool(&pass.below)?)?;
+            return Ok(self.network.classify(&pooled, mode)?.to_vec2::<f32>()?);
+        }
+        let hidden = self.network.run_layers(
+            replicate(&pass.below)?,
+            &replicate(&pass.mask_bias)?,
+            pass.lower..self.network.layer_count(),
+            mode,
+        )?;
         let pooled = self.network.pool(&hidden)?;
-        let replicated = pooled
-            .broadcast_as((keys.len(), pooled.dim(1)?))?
-            .contiguous()?;
-        let logits = self
-            .network
-            .classify(&replicated, DropoutMode::On(keys))?
-            .to_vec2::<f32>()?;
-        let mean = mean_over_tokens(&hidden, &batch)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
-        Ok((logits, mean))
+        Ok(self.network.classify(&pooled, mode)?.to_vec2::<f32>()?)
     }
 
     /// Raw logits for rows of token ids, as `Vec` per row.
@@ -318,14 +446,6 @@ impl Classifier {
         let batch = TokenBatch::from_rows(rows, self.encoder.pad_id(), &self.device)?;
         Ok(self.network.forward(&batch, mode)?.to_vec2::<f32>()?)
     }
-}
-
-/// The mean of `hidden` `(batch, seq, width)` over each row's real tokens.
-fn mean_over_tokens(hidden: &Tensor, batch: &TokenBatch) -> candle_core::Result<Tensor> {
-    let mask = batch.attention_mask.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-    let counts = mask.sum(1)?;
-    summed.broadcast_div(&counts)
 }
 
 /// Indices of `rows` ordered by length, so that neighbours pad little.
@@ -367,5 +487,76 @@ mod tests {
         };
         // A container user other than the trainer must be able to read them.
         assert_eq!(mode(WEIGHTS_FILE), mode("other"));
+    }
+
+    fn fixture() -> Classifier {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6");
+        Classifier::load(&dir).expect("the fixture loads")
+    }
+
+    fn close(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .flatten()
+                .zip(b.iter().flatten())
+                .all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+
+    #[test]
+    fn sampling_the_top_layers_equals_full_sampling_with_dropout_only_in_those_layers() {
+        let classifier = fixture();
+        let network = &classifier.network;
+        let layers = network.layer_count();
+        let row: Vec<u32> = vec![2, 40, 41, 57, 3];
+        let keys: Vec<u64> = (0..6).map(|t| crate::rng::mix(9, t)).collect();
+        for top in 0..=layers {
+            let pass = classifier.lower_pass(&row, top).expect("lower pass");
+            let fast = classifier.top_sample_logits(&pass, &keys).expect("samples");
+            // Reference: every sample's copy of the row through every layer,
+            // dropout off below the top `top` layers and on in them.
+            let copies = vec![row.as_slice(); keys.len()];
+            let batch = TokenBatch::from_rows(&copies, classifier.encoder.pad_id(), &Device::Cpu)
+                .expect("batch");
+            let on = DropoutMode::On(&keys);
+            let (x, bias) = network.embed(&batch, DropoutMode::Off).expect("embed");
+            let x = network
+                .run_layers(x, &bias, 0..layers - top, DropoutMode::Off)
+                .expect("lower");
+            let x = network
+                .run_layers(x, &bias, layers - top..layers, on)
+                .expect("upper");
+            let pooled = network.pool(&x).expect("pool");
+            let reference = network
+                .classify(&pooled, on)
+                .and_then(|l| l.to_vec2::<f32>())
+                .expect("logits");
+            assert!(
+                close(&fast, &reference),
+                "top {top}: {fast:?} vs {reference:?}"
+            );
+            assert!(
+                fast.iter().any(|l| l != &fast[0]),
+                "top {top}: the samples differ"
+            );
+        }
+    }
+
+    #[test]
+    fn the_lower_pass_gives_the_same_features_as_a_deterministic_pass() {
+        let mut classifier = fixture();
+        let row: Vec<u32> = vec![2, 40, 41, 57, 3];
+        let layers = classifier.network.layer_count();
+        for representation in Representation::all(layers) {
+            classifier.features = representation;
+            let (_, whole) = classifier.logits_and_features(&[&row]).expect("pass");
+            for top in 0..=layers {
+                let pass = classifier.lower_pass(&row, top).expect("lower pass");
+                assert!(
+                    close(std::slice::from_ref(&pass.feature), &whole),
+                    "{representation}, top {top}"
+                );
+            }
+        }
+        assert!(classifier.lower_pass(&row, layers + 1).is_err());
     }
 }

@@ -90,10 +90,19 @@ pub struct UncertaintyRequest {
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
     pub truncate: bool,
-    /// `full` (default): dropout at every site; `head`: on the classifier input only, about the cost of one pass.
+    /// `full` (default): dropout at every site; `head`: on the classifier
+    /// input only, about the cost of one pass; `top`: in the top
+    /// `top_layers` encoder layers and the classifier input, the layers
+    /// below computed once.
     #[serde(default)]
     #[schema(value_type = String, example = "full")]
-    pub mode: SamplingMode,
+    pub mode: ModeName,
+    /// With `mode: top`, how many of the top encoder layers to sample (an
+    /// integer from 1 to the model's layer count; default: the number the
+    /// model's calibration was fitted with, else 1).
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, example = 1)]
+    pub top_layers: Option<serde_json::Value>,
     /// Return a conformal `prediction_set` at this miscoverage, calibrated for this mode.
     #[serde(default)]
     pub alpha: Option<f64>,
@@ -101,6 +110,46 @@ pub struct UncertaintyRequest {
     /// if the model has one), `false` for none, or a policy.
     #[serde(default)]
     pub abstain: Option<AbstainOption>,
+}
+
+/// Where an uncertainty request applies dropout, as requests name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    /// Every dropout site.
+    #[default]
+    Full,
+    /// The classifier input only.
+    Head,
+    /// The top layers and the classifier input.
+    Top,
+}
+
+impl ModeName {
+    /// The sampling mode of a model of `layers` layers: `top_layers` is only
+    /// for `top`, where it defaults to `default_top`.
+    pub fn resolve(
+        self,
+        top_layers: Option<&serde_json::Value>,
+        layers: usize,
+        default_top: usize,
+    ) -> Result<SamplingMode, String> {
+        let what =
+            || format!("top_layers must be an integer from 1 to {layers} (the model's layers)");
+        match (self, top_layers) {
+            (ModeName::Full, None) => Ok(SamplingMode::Full),
+            (ModeName::Head, None) => Ok(SamplingMode::Head),
+            (ModeName::Top, None) => Ok(SamplingMode::Top(default_top.clamp(1, layers.max(1)))),
+            (ModeName::Top, Some(value)) => match value.as_u64() {
+                Some(k) if (1..=layers as u64).contains(&k) => Ok(SamplingMode::Top(k as usize)),
+                _ => Err(format!("{}, got {value}", what())),
+            },
+            (_, Some(_)) => Err(
+                "top_layers applies to mode \"top\" only; send \"mode\": \"top\" with it, or leave it out"
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 /// What the decision tools say about one prediction.
@@ -227,9 +276,12 @@ pub struct UncertaintyResponse {
     pub samples: usize,
     /// Seed of the dropout masks.
     pub seed: u64,
-    /// Where dropout was applied (`full` or `head`).
+    /// Where dropout was applied (`full`, `head` or `top`).
     #[schema(value_type = String, example = "full")]
-    pub mode: SamplingMode,
+    pub mode: ModeName,
+    /// With `mode: top`, the top encoder layers sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_layers: Option<usize>,
     /// The decision rules applied, if any.
     #[serde(flatten)]
     pub rules: DecisionRules,

@@ -17,7 +17,7 @@ use super::inference::{compute, tokenize, validate_texts, within_deadline};
 use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
 use crate::model::softmax;
-use crate::uncertainty::{summarize, McSummary};
+use crate::uncertainty::{summarize, McSummary, SamplingMode};
 
 /// Labels with scores, high to low.
 pub fn ranked(labels: &[String], probs: &[f32]) -> Vec<LabelScore> {
@@ -167,13 +167,14 @@ pub async fn uncertainty(
         )));
     }
     let seed = req.seed.unwrap_or_else(rand_seed);
+    let mode = sampling_mode(&state, &req)?;
     let texts = req.inputs.into_texts();
     let span = tracing::Span::current();
     span.record("inputs", texts.len());
     span.record("samples", samples);
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
-    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(req.mode))?;
+    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(mode))?;
     let (per_input, features) = within_deadline(&state, async {
         let rows = tokenize(&state, texts.clone(), req.truncate).await?;
         match compute(
@@ -182,7 +183,7 @@ pub async fn uncertainty(
                 rows,
                 samples,
                 seed,
-                mode: req.mode,
+                mode,
                 features: decider.wants_features(),
             },
         )
@@ -205,7 +206,7 @@ pub async fn uncertainty(
         .map(|((text, s), &abstained)| Answered {
             text,
             probabilities: &s.mean,
-            sampled: Some((s, req.mode, seed)),
+            sampled: Some((s, mode, seed)),
             abstained,
         })
         .collect();
@@ -225,6 +226,10 @@ pub async fn uncertainty(
         samples,
         seed,
         mode: req.mode,
+        top_layers: match mode {
+            SamplingMode::Top(k) => Some(k),
+            _ => None,
+        },
         rules: decider.rules(),
         predictions,
     }))
@@ -269,4 +274,18 @@ fn rand_seed() -> u64 {
     let uuid = uuid::Uuid::new_v4();
     let (high, _) = uuid.as_u64_pair();
     high
+}
+
+/// The request's sampling mode; `top` defaults to the layers the model's
+/// calibration sampled.
+fn sampling_mode(state: &AppState, req: &UncertaintyRequest) -> Result<SamplingMode, ApiError> {
+    let layers = state.classifier.network.layer_count();
+    let calibrated = state
+        .calibration
+        .as_ref()
+        .and_then(|c| c.top.as_ref())
+        .map_or(1, |top| top.layers);
+    req.mode
+        .resolve(req.top_layers.as_ref(), layers, calibrated)
+        .map_err(ApiError::Validation)
 }

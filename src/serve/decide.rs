@@ -7,7 +7,7 @@
 use super::api::{AbstainOption, Decision, DecisionRules};
 use super::error::ApiError;
 use super::AppState;
-use crate::uncertainty::calibration::{AbstentionRule, Calibration, FeatureCalibration};
+use crate::uncertainty::calibration::{AbstentionRule, Calibration};
 use crate::uncertainty::conformal::prediction_set;
 use crate::uncertainty::selective::Score;
 use crate::uncertainty::{McSummary, SamplingMode};
@@ -19,8 +19,9 @@ pub struct Decider<'a> {
     conformal: Option<(f64, f64)>,
     /// The abstention rule in force.
     rule: Option<AbstentionRule>,
-    /// The model's feature distance, when it has one: every answer carries it.
-    features: Option<&'a FeatureCalibration>,
+    /// The model's calibration when it scores distances to the training
+    /// data: every answer carries one.
+    distances: Option<&'a Calibration>,
 }
 
 impl<'a> Decider<'a> {
@@ -80,13 +81,13 @@ impl<'a> Decider<'a> {
         Ok(Self {
             conformal,
             rule,
-            features: calibration.and_then(|c| c.feature_distance.as_ref()),
+            distances: calibration.filter(|c| c.scores_distances()),
         })
     }
 
-    /// Whether answers need each input's mean last hidden state.
+    /// Whether answers need each input's feature vector.
     pub fn wants_features(&self) -> bool {
-        self.features.is_some()
+        self.distances.is_some()
     }
 
     /// The rules, echoed in the response.
@@ -123,9 +124,9 @@ impl<'a> Decider<'a> {
         });
         let reason = self.rule.and_then(|rule| rule.reason(summary));
         let distance = self
-            .features
+            .distances
             .zip(feature)
-            .map(|(stats, feature)| stats.score(feature));
+            .and_then(|(calibration, feature)| calibration.distance(feature));
         Decision {
             prediction_set,
             abstain: self.rule.map(|_| reason.is_some()),

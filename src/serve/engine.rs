@@ -93,10 +93,12 @@ impl Work {
         }
     }
 
-    /// What the job costs the engine, in token passes: tokens × the passes
-    /// each token goes through. `head` sampling runs the encoder once per
-    /// input, `full` sampling once per sample (and once more for features).
-    pub fn cost(&self) -> usize {
+    /// What the job costs the engine of a model of `layers` layers, in token
+    /// passes: tokens × the passes each token goes through. `head` sampling
+    /// runs the encoder once per input, `full` sampling once per sample (and
+    /// once more for features), `top` k layers of L once per input and the
+    /// fraction k / L once per sample.
+    pub fn cost(&self, layers: usize) -> usize {
         match self {
             Work::Classify { rows, .. } => rows.iter().map(Vec::len).sum(),
             Work::Sample {
@@ -110,6 +112,9 @@ impl Work {
                 match mode {
                     SamplingMode::Head => tokens,
                     SamplingMode::Full => tokens * (samples + usize::from(*features)),
+                    SamplingMode::Top(k) => {
+                        tokens + (tokens * samples * (*k).min(layers)).div_ceil(layers.max(1))
+                    }
                 }
             }
         }
@@ -456,7 +461,7 @@ impl Worker {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| all[i].2).collect();
             self.metrics.batch_rows.observe(batch.len() as f64);
             let computed = if any_features {
-                self.classifier.logits_and_mean_hidden(&batch)
+                self.classifier.logits_and_features(&batch)
             } else {
                 self.classifier
                     .logits(&batch, DropoutMode::Off)
@@ -594,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cost_of_full_sampling_counts_every_sample_and_head_sampling_one_pass() {
+    fn the_cost_of_sampling_counts_the_layers_each_sample_runs_through() {
         let work = |mode, features| Work::Sample {
             rows: vec![vec![1; 10], vec![1; 30]],
             samples: 20,
@@ -602,9 +607,11 @@ mod tests {
             mode,
             features,
         };
-        assert_eq!(work(SamplingMode::Full, false).cost(), 40 * 20);
-        assert_eq!(work(SamplingMode::Full, true).cost(), 40 * 21);
-        assert_eq!(work(SamplingMode::Head, true).cost(), 40);
-        assert_eq!(classify(vec![vec![1; 7], vec![1; 5]]).cost(), 12);
+        assert_eq!(work(SamplingMode::Full, false).cost(4), 40 * 20);
+        assert_eq!(work(SamplingMode::Full, true).cost(4), 40 * 21);
+        assert_eq!(work(SamplingMode::Head, true).cost(4), 40);
+        // The bottom three of four layers once, the top one for each sample.
+        assert_eq!(work(SamplingMode::Top(1), true).cost(4), 40 + 40 * 20 / 4);
+        assert_eq!(classify(vec![vec![1; 7], vec![1; 5]]).cost(4), 12);
     }
 }

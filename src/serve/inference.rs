@@ -78,7 +78,10 @@ pub async fn tokenize(
 
 /// Queues work for the engine and waits for its answer.
 pub async fn compute(state: &AppState, work: Work) -> Result<Answer, ApiError> {
-    let (cost, budget) = (work.cost(), state.engine.cost_budget());
+    let (cost, budget) = (
+        work.cost(state.classifier.network.layer_count()),
+        state.engine.cost_budget(),
+    );
     if cost > budget {
         return Err(ApiError::TooCostly {
             cost,

@@ -210,15 +210,19 @@ impl Server {
     /// Loads the model, starts the engine and opens the store.
     async fn start(model_dir: &Path, settings: ServeSettings) -> anyhow::Result<Self> {
         let dir = model_dir.to_path_buf();
-        let classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
+        let mut classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
             .await?
             .with_context(|| format!("loading model {}", model_dir.display()))?;
-        let classifier = Arc::new(classifier);
-        let calibration = Calibration::load(model_dir)?;
-        if let Some(c) = &calibration {
+        let mut calibration = Calibration::load(model_dir)?;
+        if let Some(c) = &mut calibration {
             let (labels, hidden) = (classifier.labels.len(), classifier.config.hidden_size);
-            c.check_against(model_dir, labels, hidden)?;
+            c.check_against(model_dir, labels, classifier.network.layer_count(), hidden)?;
+            if let Some(neighbours) = &c.neighbours {
+                // Answers' feature vectors are the ones the neighbours were built from.
+                classifier.features = neighbours.representation;
+            }
         }
+        let classifier = Arc::new(classifier);
         let metrics = Arc::new(Metrics::new()?);
         let cost = CostSettings {
             max_request_cost: settings.limits.max_request_cost,
@@ -568,11 +572,15 @@ fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibrat
         calibration: calibration.map(|c| CalibrationInfo {
             examples: c.examples,
             mc_samples: c.mc_samples,
-            modes: [("full", c.full.is_some()), ("head", c.head.is_some())]
-                .into_iter()
-                .filter(|(_, present)| *present)
-                .map(|(mode, _)| mode.to_string())
-                .collect(),
+            modes: [
+                ("full", c.full.is_some()),
+                ("head", c.head.is_some()),
+                ("top", c.top.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(mode, _)| mode.to_string())
+            .collect(),
             feature_distance: c.feature_distance.is_some(),
             abstention: c.abstention.clone(),
         }),

@@ -70,7 +70,7 @@ pub fn log_predictions(
                     ),
                     sampled: a.sampled.map(|(s, mode, seed)| SampledFigures {
                         samples: s.samples,
-                        mode: mode.as_str().to_string(),
+                        mode: mode.label(),
                         seed,
                         expected_entropy: s.expected_entropy,
                         mutual_information: s.mutual_information,

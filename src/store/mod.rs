@@ -128,7 +128,7 @@ pub struct ModelRecord {
 pub struct SampledFigures {
     /// Samples T.
     pub samples: usize,
-    /// `full` or `head`.
+    /// `full`, `head` or `top-K` (K top layers sampled).
     pub mode: String,
     /// Seed of the dropout masks.
     pub seed: u64,

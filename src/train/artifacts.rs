@@ -12,11 +12,12 @@ use super::{Fitted, TrainOutcome, TrainSettings};
 use crate::charts::{self, EpochPoint};
 use crate::data::Splits;
 use crate::model::{self, Classifier};
-use crate::uncertainty::calibration::{self, ConformalRow};
+use crate::uncertainty::calibration::{self, CalibrationSettings, ConformalRow};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
 };
 use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
+use crate::uncertainty::neighbours::NeighbourSettings;
 
 /// The contents of `metrics.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,12 +96,17 @@ pub fn finish(
     let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
     let mut conformal = Vec::new();
     if !splits.calibration.is_empty() {
+        let calibrating = CalibrationSettings {
+            mc_samples: mc,
+            seed: EVAL_SEED,
+            top_layers: 1,
+            neighbours: Some(NeighbourSettings::default()),
+        };
         let mut fitted = calibration::fit(
             &classifier,
             &splits.calibration,
             Some(&splits.train),
-            mc,
-            EVAL_SEED,
+            &calibrating,
         )?;
         fitted.abstention = settings.abstention.clone();
         fitted.save(dir)?;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::conformal::{conformal_threshold, coverage_and_size, nonconformity, prediction_set};
 use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalError, MC_BUDGET};
 use super::feature_distance::FeatureDistance;
+use super::neighbours::{percentile, NeighbourCalibration, NeighbourSettings};
 use super::selective::{smallest_count_reaching, Score};
 use super::{sample_probabilities, summarize, McSummary, SamplingMode};
 use crate::data::Example;
@@ -50,10 +51,40 @@ pub struct Calibration {
     /// The policy applied when a request names none.
     #[serde(default)]
     pub abstention: Option<AbstentionPolicy>,
-    /// How far representations lie from the training data (absent when
-    /// calibrated without reference data).
+    /// MC dropout in the top `layers` encoder layers (`mode: top`); absent
+    /// when T was 0.
+    #[serde(default)]
+    pub top: Option<TopScores>,
+    /// How far representations lie from the training data by Mahalanobis
+    /// distance (absent when calibrated without reference data).
     #[serde(default)]
     pub feature_distance: Option<FeatureCalibration>,
+    /// How far they lie by the nearest training texts; when present, this is
+    /// the `feature_distance` answers carry.
+    #[serde(default)]
+    pub neighbours: Option<NeighbourCalibration>,
+}
+
+/// The scores of MC dropout over the top layers, for one number of layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopScores {
+    /// Top encoder layers sampled (the default of `mode: top`).
+    pub layers: usize,
+    /// The scores.
+    pub scores: CalibrationScores,
+}
+
+/// What `candor calibrate` computes besides the deterministic scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationSettings {
+    /// MC-dropout samples T (0: deterministic scores only).
+    pub mc_samples: usize,
+    /// Seed of the dropout masks.
+    pub seed: u64,
+    /// Top layers sampled by the `top` mode's scores.
+    pub top_layers: usize,
+    /// The nearest-neighbour score, built when there is reference data.
+    pub neighbours: Option<NeighbourSettings>,
 }
 
 /// The feature distance fitted on the training split, and the distances of
@@ -72,18 +103,7 @@ impl FeatureCalibration {
     /// 0.99 lies farther out than 99% of in-distribution texts).
     pub fn score(&self, feature: &[f32]) -> (f64, f64) {
         let distance = self.fitted.distance(feature);
-        let closer = if distance.is_nan() {
-            self.calibration_distances.len()
-        } else {
-            self.calibration_distances
-                .partition_point(|&d| d < distance)
-        };
-        let share = if self.calibration_distances.is_empty() {
-            0.0
-        } else {
-            closer as f64 / self.calibration_distances.len() as f64
-        };
-        (distance, share)
+        (distance, percentile(&self.calibration_distances, distance))
     }
 }
 
@@ -179,6 +199,27 @@ impl Calibration {
             None => Some(&self.deterministic),
             Some(SamplingMode::Full) => self.full.as_ref(),
             Some(SamplingMode::Head) => self.head.as_ref(),
+            Some(SamplingMode::Top(k)) => self
+                .top
+                .as_ref()
+                .filter(|top| top.layers == k)
+                .map(|top| &top.scores),
+        }
+    }
+
+    /// Whether it scores how far a text lies from the training data.
+    pub fn scores_distances(&self) -> bool {
+        self.neighbours.is_some() || self.feature_distance.is_some()
+    }
+
+    /// The distance of a feature vector to the training data and its
+    /// percentile among the calibration texts: by the nearest neighbours
+    /// when calibrated with them, else by Mahalanobis distance.
+    pub fn distance(&self, feature: &[f32]) -> Option<(f64, f64)> {
+        match (&self.neighbours, &self.feature_distance) {
+            (Some(neighbours), _) => Some(neighbours.score(feature)),
+            (None, Some(mahalanobis)) => Some(mahalanobis.score(feature)),
+            (None, None) => None,
         }
     }
 
@@ -200,13 +241,15 @@ impl Calibration {
         Ok(Some(calibration))
     }
 
-    /// Checks that this calibration fits a model of `classes` labels and
-    /// hidden size `hidden` (a file copied from another model would
-    /// otherwise fail requests instead of start-up).
+    /// Checks that this calibration fits a model of `classes` labels,
+    /// `layers` layers and hidden size `hidden` (a file copied from another
+    /// model would otherwise fail requests instead of start-up), and reads
+    /// the nearest-neighbour vectors it refers to.
     pub fn check_against(
-        &self,
+        &mut self,
         dir: &Path,
         classes: usize,
+        layers: usize,
         hidden: usize,
     ) -> Result<(), CalibrationError> {
         let mismatch = |m: String| {
@@ -215,11 +258,29 @@ impl Calibration {
         if let Some(distance) = &self.feature_distance {
             distance.fitted.check(hidden, classes).map_err(mismatch)?;
         }
+        if let Some(top) = &self.top {
+            if top.layers > layers {
+                return Err(mismatch(format!(
+                    "its top-layer scores sample {} layers of a model of {layers}",
+                    top.layers
+                )));
+            }
+        }
+        if let Some(neighbours) = &mut self.neighbours {
+            neighbours
+                .load_index(dir, layers, hidden)
+                .map_err(mismatch)?;
+        }
         Ok(())
     }
 
-    /// Writes `calibration.json` into a model directory.
+    /// Writes `calibration.json` (and the nearest-neighbour vectors) into a model directory.
     pub fn save(&self, dir: &Path) -> Result<(), CalibrationError> {
+        if let Some(neighbours) = &self.neighbours {
+            neighbours.save_index(dir).map_err(|e| {
+                CalibrationError::Mismatch(dir.display().to_string(), e.to_string())
+            })?;
+        }
         let path = dir.join(CALIBRATION_FILE);
         let text = serde_json::to_string(self)
             .map_err(|e| CalibrationError::Parse(path.display().to_string(), e))?;
@@ -232,15 +293,15 @@ impl Calibration {
 const BATCH: usize = 64;
 
 /// Scores the calibration examples with every predictor: the deterministic
-/// model with its temperature and, when `mc_samples` > 0, MC dropout in both
-/// modes with masks from `seed`; with `reference` (the training examples),
-/// also the feature distance. The default policy is left to the caller.
+/// model with its temperature and, when T > 0, MC dropout in each mode; with
+/// `reference` (the training examples), also the Mahalanobis and (as the
+/// settings ask) the nearest-neighbour distance. The default policy is left
+/// to the caller.
 pub fn fit(
     classifier: &Classifier,
     examples: &[Example],
     reference: Option<&[Example]>,
-    mc_samples: usize,
-    seed: u64,
+    settings: &CalibrationSettings,
 ) -> Result<Calibration, EvalError> {
     let y = targets(classifier, examples)?;
     let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
@@ -251,14 +312,18 @@ pub fn fit(
         .iter()
         .map(|l| softmax(l, temperature))
         .collect();
+    let (samples, seed) = (settings.mc_samples, settings.seed);
     let sampled = |mode| -> Result<Option<CalibrationScores>, EvalError> {
-        if mc_samples == 0 {
+        if samples == 0 {
             return Ok(None);
         }
-        let samples = sample_probabilities(classifier, &rows, mc_samples, seed, MC_BUDGET, mode)?;
-        let summaries: Vec<McSummary> = samples.iter().map(|s| summarize(s)).collect();
+        let drawn = sample_probabilities(classifier, &rows, samples, seed, MC_BUDGET, mode)?;
+        let summaries: Vec<McSummary> = drawn.iter().map(|s| summarize(s)).collect();
         Ok(Some(CalibrationScores::new(&summaries, &y)))
     };
+    let top_layers = settings
+        .top_layers
+        .clamp(1, classifier.network.layer_count().max(1));
     let feature_distance = match reference {
         None => None,
         Some(reference) => {
@@ -271,15 +336,26 @@ pub fn fit(
             })
         }
     };
+    let neighbours = match (reference, &settings.neighbours) {
+        (Some(reference), Some(knn)) => Some(NeighbourCalibration::fit(
+            classifier, reference, &rows, knn,
+        )?),
+        _ => None,
+    };
     Ok(Calibration {
         examples: examples.len(),
-        mc_samples,
+        mc_samples: samples,
         seed,
         deterministic: CalibrationScores::deterministic(&probabilities, &y),
         full: sampled(SamplingMode::Full)?,
         head: sampled(SamplingMode::Head)?,
+        top: sampled(SamplingMode::Top(top_layers))?.map(|scores| TopScores {
+            layers: top_layers,
+            scores,
+        }),
         abstention: None,
         feature_distance,
+        neighbours,
     })
 }
 
@@ -604,12 +680,17 @@ mod tests {
             deterministic: scores_of(&[[0.9, 0.1], [0.6, 0.4]], &[0, 1]),
             full: None,
             head: None,
+            top: Some(TopScores {
+                layers: 2,
+                scores: scores_of(&[[0.7, 0.3], [0.5, 0.5]], &[0, 1]),
+            }),
             abstention: Some(AbstentionPolicy {
                 score: Score::Margin,
                 threshold: None,
                 coverage: Some(0.8),
             }),
             feature_distance: None,
+            neighbours: None,
         };
         calibration.save(dir.path()).expect("writes");
         let again = Calibration::load(dir.path())
@@ -617,5 +698,8 @@ mod tests {
             .expect("present");
         assert_eq!(again, calibration);
         assert!(again.scores(Some(SamplingMode::Full)).is_none());
+        // Top-layer scores answer only for the number of layers they sampled.
+        assert!(again.scores(Some(SamplingMode::Top(2))).is_some());
+        assert!(again.scores(Some(SamplingMode::Top(1))).is_none());
     }
 }

@@ -7,7 +7,7 @@ use super::feature_distance::FeatureDistance;
 use super::metrics::{classification_report, ClassificationReport};
 use super::{sample_probabilities, summarize, PassBudget, SamplingMode};
 use crate::data::Example;
-use crate::model::{softmax, Classifier, ModelError, TokenizerError};
+use crate::model::{softmax, Classifier, ModelError, Representation, TokenizerError};
 
 /// Rows per forward pass when evaluating.
 const EVAL_BATCH: usize = 64;
@@ -141,8 +141,8 @@ pub fn fit_feature_distance(
 ) -> Result<FeatureDistance, EvalError> {
     let reference_targets = targets(classifier, reference)?;
     let texts: Vec<String> = reference.iter().map(|e| e.text.clone()).collect();
-    let features =
-        classifier.mean_hidden_for_all(&classifier.encoder.encode_all(&texts)?, EVAL_BATCH)?;
+    let rows = classifier.encoder.encode_all(&texts)?;
+    let features = last_mean_for_all(classifier, &rows)?;
     FeatureDistance::fit(&features, &reference_targets)
         .map_err(|e| EvalError::Reference(e.to_string()))
 }
@@ -153,11 +153,22 @@ pub fn feature_distances(
     fitted: &FeatureDistance,
     rows: &[Vec<u32>],
 ) -> Result<Vec<f64>, EvalError> {
-    Ok(classifier
-        .mean_hidden_for_all(rows, EVAL_BATCH)?
+    Ok(last_mean_for_all(classifier, rows)?
         .iter()
         .map(|f| fitted.distance(f))
         .collect())
+}
+
+/// The mean of each row's last hidden states, where the Mahalanobis distance looks.
+fn last_mean_for_all(
+    classifier: &Classifier,
+    rows: &[Vec<u32>],
+) -> Result<Vec<Vec<f32>>, EvalError> {
+    let last = Representation::last_mean(classifier.network.layer_count());
+    Ok(classifier
+        .representations_for_all(rows, EVAL_BATCH, &[last])?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// Metrics of predictor outputs against their targets.

@@ -8,15 +8,17 @@
 
 pub mod calibration;
 pub mod conformal;
+pub mod distance_report;
 pub mod evaluate;
 pub mod feature_distance;
 pub mod metrics;
+pub mod neighbours;
 pub mod report;
 pub mod selective;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{softmax, Classifier, DropoutMode, ModelError};
+use crate::model::{softmax, Classifier, DropoutMode, LowerPass, ModelError};
 use crate::rng::mix;
 
 /// What T stochastic forward passes say about one input.
@@ -121,23 +123,49 @@ pub fn sample_key(seed: u64, t: usize) -> u64 {
 }
 
 /// Where MC dropout is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SamplingMode {
     /// Every dropout site of the network: the full Bayesian approximation.
     #[default]
     Full,
     /// The classifier input only: the encoder runs once, so T samples cost about one pass.
     Head,
+    /// The top k encoder layers and the classifier input: the layers below
+    /// run once per input, the top k once per sample.
+    Top(usize),
 }
 
 impl SamplingMode {
-    /// The name used in requests and responses.
+    /// The name used in requests and responses (`top` without its k).
     pub fn as_str(self) -> &'static str {
         match self {
             SamplingMode::Full => "full",
             SamplingMode::Head => "head",
+            SamplingMode::Top(_) => "top",
         }
+    }
+
+    /// The encoder layers sampled in a model of `layers` layers (0 for the head only).
+    pub fn sampled_layers(self, layers: usize) -> usize {
+        match self {
+            SamplingMode::Full => layers,
+            SamplingMode::Head => 0,
+            SamplingMode::Top(k) => k.min(layers),
+        }
+    }
+
+    /// The name with its k, as reports show it: `full`, `head`, `top-2`.
+    pub fn label(self) -> String {
+        match self {
+            SamplingMode::Top(k) => format!("top-{k}"),
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+impl Serialize for SamplingMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -192,6 +220,8 @@ pub struct InputSampling {
     features: bool,
     logits: Vec<Vec<f32>>,
     mean: Option<Vec<f32>>,
+    /// The deterministic layers below the sampled ones (`head` and `top` modes).
+    lower: Option<LowerPass>,
     /// Samples computed so far.
     done: usize,
 }
@@ -215,6 +245,7 @@ impl InputSampling {
             features,
             logits: Vec::with_capacity(samples),
             mean: None,
+            lower: None,
             done: 0,
         }
     }
@@ -227,25 +258,40 @@ impl InputSampling {
     /// Runs the next pass; returns the rows it computed.
     pub fn step(&mut self, classifier: &Classifier) -> Result<usize, ModelError> {
         let row = self.row.as_slice();
-        if self.mode == SamplingMode::Head {
-            // One encoder pass shared by every sample: all of it in one step.
-            let (logits, mean) = classifier.head_samples_and_mean_hidden(row, &self.keys)?;
-            self.logits = logits;
-            self.done = self.keys.len();
-            self.mean = Some(if self.features { mean } else { Vec::new() });
-            return Ok(self.keys.len());
+        let top = match self.mode {
+            SamplingMode::Full => None,
+            SamplingMode::Head => Some(0),
+            SamplingMode::Top(k) => Some(k),
+        };
+        if let (Some(top), None) = (top, &self.lower) {
+            // The layers below the sampled ones, once for every sample.
+            let pass = classifier.lower_pass(row, top)?;
+            self.mean = Some(if self.features {
+                pass.feature.clone()
+            } else {
+                Vec::new()
+            });
+            self.lower = Some(pass);
+            return Ok(1);
         }
         if self.done < self.keys.len() {
             let end = (self.done + self.per_pass).min(self.keys.len());
             let pass = &self.keys[self.done..end];
-            let batch: Vec<&[u32]> = vec![row; pass.len()];
-            self.logits
-                .extend(classifier.logits(&batch, DropoutMode::On(pass))?);
+            match &self.lower {
+                Some(lower) => self
+                    .logits
+                    .extend(classifier.top_sample_logits(lower, pass)?),
+                None => {
+                    let batch: Vec<&[u32]> = vec![row; pass.len()];
+                    self.logits
+                        .extend(classifier.logits(&batch, DropoutMode::On(pass))?);
+                }
+            }
             self.done = end;
             return Ok(pass.len());
         }
-        let (_, mut means) = classifier.logits_and_mean_hidden(&[row])?;
-        self.mean = Some(means.pop().unwrap_or_default());
+        let (_, mut features) = classifier.logits_and_features(&[row])?;
+        self.mean = Some(features.pop().unwrap_or_default());
         Ok(1)
     }
 

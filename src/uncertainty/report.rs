@@ -17,7 +17,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::calibration::{conformal_rows, Calibration, ConformalRow};
-use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalError, MC_BUDGET};
+use super::distance_report::{self, distance_rows, DistanceRow};
+use super::evaluate::{targets, EvalError, MC_BUDGET};
 use super::metrics::{
     adaptive_calibration_error, argmax, classification_report, reliability_bins,
     ClassificationReport, ECE_BINS,
@@ -42,8 +43,12 @@ pub struct ReportSettings {
     pub seed: u64,
     /// Sample counts for the accuracy/calibration-against-T table.
     pub sweep: Vec<usize>,
-    /// Training examples to fit the feature distance on (none: not measured).
+    /// Training examples to fit the distances on (none: not measured).
     pub reference: Vec<Example>,
+    /// The numbers of top layers of the `top` predictors (`mc_top1`, …).
+    pub top_layers: Vec<usize>,
+    /// Which neighbour's distance the kNN score takes.
+    pub neighbours_k: usize,
     /// The model's calibration, to measure its conformal sets (none: not measured).
     pub calibration: Option<Calibration>,
 }
@@ -82,19 +87,6 @@ pub struct OodRow {
     /// Average precision, OOD as the positive class.
     pub aupr: f64,
     /// False-positive rate (in-distribution flagged) at 95% of OOD caught.
-    pub fpr_at_95_tpr: f64,
-}
-
-/// Separating one OOD set from the labelled data by feature distance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DistanceRow {
-    /// The OOD set.
-    pub set: String,
-    /// Area under the ROC curve, OOD as the positive class.
-    pub auroc: f64,
-    /// Average precision, OOD as the positive class.
-    pub aupr: f64,
-    /// False-positive rate at 95% of OOD caught.
     pub fpr_at_95_tpr: f64,
 }
 
@@ -141,9 +133,12 @@ pub struct UncertaintyReport {
     pub predictors: Vec<PredictorReport>,
     /// `full` MC dropout against T.
     pub sweep: Vec<SweepPoint>,
-    /// OOD separation by the Mahalanobis distance of the mean last hidden
-    /// state to the nearest training-class mean (empty without reference data).
+    /// OOD separation by distance to the training data: Mahalanobis, and
+    /// kNN in each representation (empty without reference data).
     pub feature_distance: Vec<DistanceRow>,
+    /// The k of the kNN rows.
+    #[serde(default)]
+    pub neighbours_k: usize,
     /// Conformal sets per predictor and alpha, from the model's
     /// calibration.json (empty without one).
     #[serde(default)]
@@ -152,8 +147,8 @@ pub struct UncertaintyReport {
 
 /// One predictor's per-example summaries on the labelled data and each OOD set.
 pub struct Predictions {
-    /// Predictor name.
-    pub name: &'static str,
+    /// Predictor name: `deterministic`, `temperature`, `mc_full`, `mc_head`, `mc_top1`, ….
+    pub name: String,
     /// Whether it samples dropout (so mutual information means something).
     pub sampled: bool,
     /// One summary per labelled example.
@@ -199,14 +194,14 @@ pub fn uncertainty_report(
     };
     let mut all = vec![
         Predictions {
-            name: "deterministic",
+            name: "deterministic".into(),
             sampled: false,
             labelled: at(&logits, 1.0),
             ood: ood_logits.iter().map(|l| at(l, 1.0)).collect(),
             seconds: deterministic_seconds,
         },
         Predictions {
-            name: "temperature",
+            name: "temperature".into(),
             sampled: false,
             labelled: at(&logits, temperature),
             ood: ood_logits.iter().map(|l| at(l, temperature)).collect(),
@@ -231,10 +226,10 @@ pub fn uncertainty_report(
                 ece: r.ece,
             });
         }
-        for (name, mode) in [
-            ("mc_full", SamplingMode::Full),
-            ("mc_head", SamplingMode::Head),
-        ] {
+        let modes = [SamplingMode::Full, SamplingMode::Head]
+            .into_iter()
+            .chain(settings.top_layers.iter().map(|&k| SamplingMode::Top(k)));
+        for mode in modes {
             let started = Instant::now();
             let labelled: Vec<McSummary> = sample(&rows, settings.samples, mode)?
                 .iter()
@@ -251,7 +246,7 @@ pub fn uncertainty_report(
                 })
                 .collect::<Result<Vec<_>, EvalError>>()?;
             all.push(Predictions {
-                name,
+                name: predictor_name(mode),
                 sampled: true,
                 labelled,
                 ood,
@@ -266,11 +261,20 @@ pub fn uncertainty_report(
         .collect();
     let mut conformal = Vec::new();
     if let Some(calibration) = &settings.calibration {
-        for (p, scores) in [
-            ("temperature", calibration.scores(None)),
-            ("mc_full", calibration.scores(Some(SamplingMode::Full))),
-            ("mc_head", calibration.scores(Some(SamplingMode::Head))),
-        ] {
+        let top = calibration
+            .top
+            .as_ref()
+            .map(|t| SamplingMode::Top(t.layers));
+        let modes = [Some(SamplingMode::Full), Some(SamplingMode::Head), top];
+        let sampled = modes
+            .into_iter()
+            .flatten()
+            .map(|m| (predictor_name(m), Some(m)));
+        for (p, mode) in [("temperature".to_string(), None)]
+            .into_iter()
+            .chain(sampled)
+        {
+            let scores = calibration.scores(mode);
             let (Some(predictions), Some(scores)) = (all.iter().find(|a| a.name == p), scores)
             else {
                 continue;
@@ -280,13 +284,24 @@ pub fn uncertainty_report(
                 .iter()
                 .map(|s| s.mean.clone())
                 .collect();
-            conformal.extend(conformal_rows(p, scores, &means, &targets));
+            conformal.extend(conformal_rows(&p, scores, &means, &targets));
         }
     }
     let feature_distance = if settings.reference.is_empty() {
         Vec::new()
     } else {
-        distance_rows(classifier, &settings.reference, &rows, &ood_rows, ood)?
+        let named: Vec<(String, Vec<Vec<u32>>)> = ood
+            .iter()
+            .zip(&ood_rows)
+            .map(|(set, rows)| (set.name.clone(), rows.clone()))
+            .collect();
+        distance_rows(
+            classifier,
+            &settings.reference,
+            &rows,
+            &named,
+            settings.neighbours_k,
+        )?
     };
     Ok((
         UncertaintyReport {
@@ -296,36 +311,19 @@ pub fn uncertainty_report(
             predictors,
             sweep,
             feature_distance,
+            neighbours_k: settings.neighbours_k,
             conformal,
         },
         all,
     ))
 }
 
-/// Fits the feature distance on the reference examples and measures how well
-/// it separates each OOD set from the labelled data.
-fn distance_rows(
-    classifier: &Classifier,
-    reference: &[Example],
-    labelled: &[Vec<u32>],
-    ood_rows: &[Vec<Vec<u32>>],
-    ood: &[OodSet],
-) -> Result<Vec<DistanceRow>, EvalError> {
-    let fitted = fit_feature_distance(classifier, reference)?;
-    let distances = |rows: &[Vec<u32>]| feature_distances(classifier, &fitted, rows);
-    let inside = distances(labelled)?;
-    ood.iter()
-        .zip(ood_rows)
-        .map(|(set, rows)| {
-            let outside = distances(rows)?;
-            Ok(DistanceRow {
-                set: set.name.clone(),
-                auroc: auroc(&outside, &inside),
-                aupr: aupr(&outside, &inside),
-                fpr_at_95_tpr: fpr_at_tpr(&outside, &inside, 0.95),
-            })
-        })
-        .collect()
+/// The report's name of MC dropout in `mode`.
+fn predictor_name(mode: SamplingMode) -> String {
+    match mode {
+        SamplingMode::Top(k) => format!("mc_top{k}"),
+        other => format!("mc_{}", other.as_str()),
+    }
 }
 
 /// Scores that mean something for a predictor: mutual information needs samples.
@@ -427,7 +425,7 @@ pub fn draw_pictures(
     ];
     let mut curves = Vec::new();
     for (name, score) in shown {
-        let Some(p) = predictions.iter().find(|p| p.name == name) else {
+        let Some(p) = predictions.iter().find(|p| p.name == *name) else {
             continue;
         };
         let correct: Vec<bool> = p
@@ -500,9 +498,10 @@ pub fn render_tables(report: &UncertaintyReport, data: &str, temperature: f64) -
     let mut out = String::new();
     let name = |n: &str| match n {
         "temperature" => format!("temperature {temperature:.3}"),
-        "mc_full" => format!("MC dropout (T={}) full", report.samples),
-        "mc_head" => format!("MC dropout (T={}) head", report.samples),
-        other => other.to_string(),
+        other => match other.strip_prefix("mc_") {
+            Some(mode) => format!("MC dropout (T={}) {mode}", report.samples),
+            None => other.to_string(),
+        },
     };
     let _ = writeln!(
         out,
@@ -573,22 +572,10 @@ pub fn render_tables(report: &UncertaintyReport, data: &str, temperature: f64) -
         }
     }
     if !report.feature_distance.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nout of distribution by feature distance (mean last hidden state, nearest training class)"
-        );
-        let _ = writeln!(
-            out,
-            "{:<30} {:>8} {:>8} {:>8}",
-            "OOD set", "AUROC", "AUPR", "FPR@95"
-        );
-        for row in &report.feature_distance {
-            let _ = writeln!(
-                out,
-                "{:<30} {:>8.4} {:>8.4} {:>8.4}",
-                row.set, row.auroc, row.aupr, row.fpr_at_95_tpr
-            );
-        }
+        out.push_str(&distance_report::render(
+            &report.feature_distance,
+            report.neighbours_k,
+        ));
     }
     if !report.conformal.is_empty() {
         let _ = writeln!(
