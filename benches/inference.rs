@@ -3,9 +3,10 @@
 //! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1,
 //! and `CANDOR_BENCH_DATA=FILE`, default the review sentences of `data/rotten_tomatoes.jsonl`).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
-//! request with 30 samples (one pass of 30 rows) against one plain
-//! prediction, against `head` mode (dropout on the classifier only) and
-//! against a naive loop of 30 single passes.
+//! request with 30 samples against one plain prediction: `full` mode (one
+//! pass of 30 rows), `top` mode with 2 and 1 layers (the layers below once),
+//! `head` mode (dropout on the classifier only) and a naive loop of 30
+//! single passes.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -82,53 +83,75 @@ fn main() -> anyhow::Result<()> {
         println!("batch {batch:>2}: {rate:>8.0} texts/s (tokenize + forward; {name})");
     }
 
-    let ids = classifier.encoder.encode(&texts[0], true)?.ids;
-    let plain = time(200, || {
-        classifier
-            .logits(&[&ids], DropoutMode::Off)
-            .map(|_| ())
-            .unwrap_or(());
-    });
+    // Latencies are means over the first 20 texts, each timed alone.
+    let rows: Vec<Vec<u32>> = texts
+        .iter()
+        .take(20)
+        .map(|t| classifier.encoder.encode(t, true).map(|e| e.ids))
+        .collect::<Result<_, _>>()?;
     let keys: Vec<u64> = (0..30).map(|t| sample_key(0, t)).collect();
-    let rows: Vec<&[u32]> = vec![ids.as_slice(); 30];
-    let batched = time(50, || {
+    let per_text = |repeats: usize, f: &dyn Fn(&[u32])| -> Duration {
+        rows.iter()
+            .map(|ids| time(repeats, || f(ids)))
+            .sum::<Duration>()
+            / rows.len() as u32
+    };
+    let plain = per_text(50, &|ids| {
         classifier
-            .logits(&rows, DropoutMode::On(&keys))
+            .logits(&[ids], DropoutMode::Off)
             .map(|_| ())
             .unwrap_or(());
     });
-    let head = time(200, || {
+    let batched = per_text(5, &|ids| {
+        let copies: Vec<&[u32]> = vec![ids; keys.len()];
         classifier
-            .head_sample_logits(&ids, &keys)
+            .logits(&copies, DropoutMode::On(&keys))
             .map(|_| ())
             .unwrap_or(());
     });
-    let naive = time(10, || {
+    let top = |k: usize| {
+        per_text(10, &|ids| {
+            classifier
+                .lower_pass(ids, k)
+                .and_then(|pass| classifier.top_sample_logits(&pass, &keys))
+                .map(|_| ())
+                .unwrap_or(());
+        })
+    };
+    let naive = per_text(2, &|ids| {
         for key in &keys {
             classifier
-                .logits(&[&ids], DropoutMode::On(std::slice::from_ref(key)))
+                .logits(&[ids], DropoutMode::On(std::slice::from_ref(key)))
                 .map(|_| ())
                 .unwrap_or(());
         }
     });
-    println!(
-        "one plain prediction:            {:>8.3} ms",
-        plain.as_secs_f64() * 1e3
-    );
-    println!(
-        "30 MC samples, one batched pass: {:>8.3} ms ({:.1}x a plain prediction)",
-        batched.as_secs_f64() * 1e3,
-        batched.as_secs_f64() / plain.as_secs_f64()
-    );
-    println!(
-        "30 MC samples, head mode:        {:>8.3} ms ({:.1}x)",
-        head.as_secs_f64() * 1e3,
-        head.as_secs_f64() / plain.as_secs_f64()
-    );
-    println!(
-        "30 MC samples, naive loop:       {:>8.3} ms ({:.1}x)",
-        naive.as_secs_f64() * 1e3,
-        naive.as_secs_f64() / plain.as_secs_f64()
-    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ratio = |d: Duration| d.as_secs_f64() / plain.as_secs_f64();
+    println!("latency, mean over {} texts alone (batch 1):", rows.len());
+    println!("one plain prediction:            {:>8.3} ms", ms(plain));
+    let mut lines = vec![("30 MC samples, full, one pass:  ", batched)];
+    let layers = classifier.network.layer_count();
+    for k in [2, 1] {
+        if k < layers {
+            lines.push((
+                if k == 2 {
+                    "30 MC samples, top 2 layers:    "
+                } else {
+                    "30 MC samples, top 1 layer:     "
+                },
+                top(k),
+            ));
+        }
+    }
+    lines.push(("30 MC samples, head mode:       ", top(0)));
+    lines.push(("30 MC samples, naive loop:      ", naive));
+    for (name, d) in lines {
+        println!(
+            " {name}{:>8.3} ms ({:.1}x a plain prediction)",
+            ms(d),
+            ratio(d)
+        );
+    }
     Ok(())
 }

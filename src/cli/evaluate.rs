@@ -10,8 +10,9 @@ use super::{load, AbstainArgs, FieldArgs};
 use crate::data;
 use crate::model::{Classifier, Representation};
 use crate::uncertainty::calibration::{self, CalibrationSettings};
-use crate::uncertainty::evaluate;
 use crate::uncertainty::neighbours::NeighbourSettings;
+use crate::uncertainty::report::{self, OodSet, ReportSettings};
+use crate::uncertainty::{distance_report, evaluate};
 
 /// Options of `candor calibrate`.
 #[derive(Debug, Args)]
@@ -45,18 +46,24 @@ pub struct CalibrateArgs {
     pub abstain: AbstainArgs,
 }
 
-/// How the nearest-neighbour distance is built (needs --reference).
+/// Which distance to the training data answers carry (needs --reference):
+/// the Mahalanobis distance to the class means unless --neighbour-layer or
+/// --ood asks for the nearest neighbours.
 #[derive(Debug, Args)]
 pub struct NeighbourArgs {
-    /// Score distance by Mahalanobis distance to the class means only, without
-    /// storing the training texts' vectors.
-    #[arg(long)]
-    pub no_neighbours: bool,
-    /// The hidden states the neighbours compare: LAYER or LAYER:POOLING
-    /// (0 is the embeddings; pooling `mean` or `cls`), e.g. `3` or `4:cls`.
-    /// Default: the mean of the last layer.
-    #[arg(long)]
+    /// Store the training texts' vectors and score by the cosine distance to
+    /// the k-th nearest, in these hidden states: LAYER or LAYER:POOLING (0 is
+    /// the embeddings; pooling `mean` or `cls`), e.g. `2` or `4:cls`.
+    #[arg(long, conflicts_with = "ood")]
     pub neighbour_layer: Option<Representation>,
+    /// Unrelated texts (repeatable): measure how well each distance (Mahalanobis,
+    /// and kNN in every layer and pooling) tells them from the calibration
+    /// texts, and keep the best by mean AUROC.
+    #[arg(long)]
+    pub ood: Vec<PathBuf>,
+    /// Most texts used from each --ood file (an evenly spaced selection).
+    #[arg(long, default_value_t = 2000)]
+    pub max_ood: usize,
     /// Which neighbour's cosine distance is the score.
     #[arg(long, default_value_t = 10)]
     pub neighbours_k: usize,
@@ -67,22 +74,80 @@ pub struct NeighbourArgs {
 }
 
 impl NeighbourArgs {
-    /// The library's view of these options (`None`: no neighbours).
-    pub fn settings(&self) -> anyhow::Result<Option<NeighbourSettings>> {
-        if self.no_neighbours {
-            return Ok(None);
-        }
+    /// k and the size limit, with no representation chosen yet.
+    fn base(&self) -> anyhow::Result<NeighbourSettings> {
         anyhow::ensure!(self.neighbours_k >= 1, "--neighbours-k must be at least 1");
         anyhow::ensure!(
             self.neighbours_max_mb > 0.0,
             "--neighbours-max-mb must be above 0"
         );
-        Ok(Some(NeighbourSettings {
-            representation: self.neighbour_layer,
+        Ok(NeighbourSettings {
+            representation: None,
             k: self.neighbours_k,
             max_bytes: (self.neighbours_max_mb * 1e6) as usize,
+        })
+    }
+
+    /// The nearest-neighbour settings to calibrate with (`None`: Mahalanobis
+    /// only), choosing by measurement on --ood when given.
+    fn choose(
+        &self,
+        classifier: &Classifier,
+        calibration: &[data::Example],
+        reference: Option<&[data::Example]>,
+        text_field: &str,
+    ) -> anyhow::Result<Option<NeighbourSettings>> {
+        let base = self.base()?;
+        if let Some(layer) = self.neighbour_layer {
+            anyhow::ensure!(reference.is_some(), "--neighbour-layer needs --reference");
+            layer
+                .check(classifier.network.layer_count())
+                .map_err(|e| anyhow::anyhow!("--neighbour-layer: {e}"))?;
+            return Ok(Some(NeighbourSettings {
+                representation: Some(layer),
+                ..base
+            }));
+        }
+        if self.ood.is_empty() {
+            return Ok(None);
+        }
+        let reference = reference.ok_or_else(|| anyhow::anyhow!("--ood needs --reference"))?;
+        let named = read_ood(&self.ood, text_field, self.max_ood)?
+            .into_iter()
+            .map(|set| Ok((set.name, classifier.encoder.encode_all(&set.texts)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let texts: Vec<String> = calibration.iter().map(|e| e.text.clone()).collect();
+        let rows = classifier.encoder.encode_all(&texts)?;
+        let measured = distance_report::distance_rows(classifier, reference, &rows, &named, &base)?;
+        eprint!("{}", distance_report::render(&measured, base.k));
+        let best = distance_report::best_distance(&measured)
+            .ok_or_else(|| anyhow::anyhow!("no distance could be measured"))?;
+        eprintln!(
+            "keeping {} on the {} (mean AUROC {:.4})",
+            best.score, best.representation, best.auroc
+        );
+        Ok((best.score == "knn").then_some(NeighbourSettings {
+            representation: Some(best.representation),
+            ..base
         }))
     }
+}
+
+/// The --ood files as named sets of at most `max` evenly spaced texts.
+fn read_ood(paths: &[PathBuf], text_field: &str, max: usize) -> anyhow::Result<Vec<OodSet>> {
+    paths
+        .iter()
+        .map(|path| {
+            let texts = data::read_texts(path, text_field)?;
+            Ok(OodSet {
+                name: path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                texts: evenly_spaced(texts, max),
+            })
+        })
+        .collect()
 }
 
 /// Options of `candor eval`.
@@ -117,12 +182,17 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Numbers of top encoder layers k measured as `top` predictors (MC
-    /// dropout in the top k layers and the head), comma-separated; empty: none.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    pub top_layers: Vec<usize>,
+    /// dropout in the top k layers and the head), comma-separated. Default:
+    /// 1 and 2, those below the model's layer count.
+    #[arg(long, value_delimiter = ',')]
+    pub top_layers: Option<Vec<usize>>,
     /// Which training neighbour's cosine distance the kNN rows use.
     #[arg(long, default_value_t = 10)]
     pub neighbours_k: usize,
+    /// Most megabytes of training vectors (f16) the kNN rows search, as
+    /// `candor calibrate --neighbours-max-mb` would store them.
+    #[arg(long, default_value_t = 8.0)]
+    pub neighbours_max_mb: f64,
     /// Write the pictures (reliability, risk–coverage, OOD histograms) into this folder.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -132,23 +202,9 @@ pub struct EvalArgs {
 }
 
 pub(super) fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
-    use crate::uncertainty::report::{self, OodSet, ReportSettings};
     let classifier = load(&args.model)?;
     let examples = data::read_examples(&args.data, &args.fields.names())?;
-    let ood = args
-        .ood
-        .iter()
-        .map(|path| {
-            let texts = data::read_texts(path, &args.fields.text_field)?;
-            Ok(OodSet {
-                name: path.file_stem().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                ),
-                texts: evenly_spaced(texts, args.max_ood),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ood = read_ood(&args.ood, &args.fields.text_field, args.max_ood)?;
     let sweep = if args.mc_samples > 0 {
         args.sweep.iter().copied().filter(|&t| t > 0).collect()
     } else {
@@ -159,17 +215,28 @@ pub(super) fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
         _ => Vec::new(),
     };
     let layers = classifier.network.layer_count();
-    if let Some(&bad) = args.top_layers.iter().find(|&&k| k == 0 || k > layers) {
-        anyhow::bail!("--top-layers must each be from 1 to the model's {layers} layers, got {bad}");
-    }
-    let top_layers = args.top_layers.clone();
+    let top_layers = match &args.top_layers {
+        None => [1, 2].into_iter().filter(|&k| k < layers).collect(),
+        Some(asked) => {
+            if let Some(&bad) = asked.iter().find(|&&k| k == 0 || k > layers) {
+                anyhow::bail!(
+                    "--top-layers must each be from 1 to the model's {layers} layers, got {bad}"
+                );
+            }
+            asked.clone()
+        }
+    };
     let settings = ReportSettings {
         samples: args.mc_samples,
         seed: args.seed,
         sweep,
         reference,
         top_layers,
-        neighbours_k: args.neighbours_k.max(1),
+        neighbours: NeighbourSettings {
+            representation: None,
+            k: args.neighbours_k.max(1),
+            max_bytes: (args.neighbours_max_mb.max(0.0) * 1e6) as usize,
+        },
         calibration: calibration::Calibration::load(&args.model)?,
     };
     let (report, predictions) =
@@ -210,7 +277,12 @@ pub(super) fn run_calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         mc_samples: args.mc_samples,
         seed: args.seed,
         top_layers: args.top_layers,
-        neighbours: args.neighbours.settings()?,
+        neighbours: args.neighbours.choose(
+            &classifier,
+            &examples,
+            reference.as_deref(),
+            &args.fields.text_field,
+        )?,
     };
     anyhow::ensure!(
         (1..=classifier.network.layer_count()).contains(&args.top_layers),

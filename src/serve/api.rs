@@ -113,7 +113,7 @@ pub struct UncertaintyRequest {
 }
 
 /// Where an uncertainty request applies dropout, as requests name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeName {
     /// Every dropout site.
@@ -123,6 +123,20 @@ pub enum ModeName {
     Head,
     /// The top layers and the classifier input.
     Top,
+}
+
+impl<'de> Deserialize<'de> for ModeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match value.as_str() {
+            Some("full") => Ok(ModeName::Full),
+            Some("head") => Ok(ModeName::Head),
+            Some("top") => Ok(ModeName::Top),
+            _ => Err(serde::de::Error::custom(format!(
+                "mode must be \"full\", \"head\" or \"top\", got {value}"
+            ))),
+        }
+    }
 }
 
 impl ModeName {
@@ -365,6 +379,9 @@ pub struct ModelInfo {
     /// What the model's calibration.json supports (null without one: no
     /// `alpha`, no coverage policies, no distance).
     pub calibration: Option<CalibrationInfo>,
+    /// The sampling modes of the uncertainty endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingInfo>,
     /// What one request may ask of this server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<RequestLimits>,
@@ -399,8 +416,41 @@ pub struct CalibrationInfo {
     pub modes: Vec<String>,
     /// Whether answers carry `feature_distance` and `distance_percentile`.
     pub feature_distance: bool,
+    /// How that distance is measured: `knn` (cosine distance to the k-th
+    /// nearest training text) or `mahalanobis` (to the nearest class mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<DistanceInfo>,
+    /// The top layers the `top` mode's scores sample (its default `top_layers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_layers: Option<usize>,
     /// The default abstention policy, if any.
     pub abstention: Option<AbstentionPolicy>,
+}
+
+/// How answers' `feature_distance` is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DistanceInfo {
+    /// `knn` or `mahalanobis`.
+    pub score: String,
+    /// The hidden states compared, e.g. `layer 3 mean`.
+    pub representation: String,
+    /// With `knn`: which neighbour's distance, and how many training texts are stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// With `knn`: training texts stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<usize>,
+}
+
+/// What the uncertainty endpoint's `mode` can be for this model.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SamplingInfo {
+    /// `full`, `head` and `top`.
+    pub modes: Vec<String>,
+    /// The largest `top_layers` (the model's layers).
+    pub max_top_layers: usize,
+    /// `top_layers` when a `top` request names none.
+    pub default_top_layers: usize,
 }
 
 /// `GET /readyz`.

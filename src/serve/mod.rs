@@ -51,8 +51,7 @@ use crate::model::Classifier;
 use crate::store::log::{LogSettings, LogWriter, PredictionLog};
 use crate::store::{redact, ModelRecord, Store};
 use crate::uncertainty::calibration::Calibration;
-use api::CalibrationInfo;
-use api::ModelInfo;
+use api::{CalibrationInfo, DistanceInfo, ModelInfo, SamplingInfo};
 use engine::{BatchSettings, CostSettings, Engine};
 use error::ApiError;
 use extract::BodyRules;
@@ -581,8 +580,17 @@ fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibrat
             .filter(|(_, present)| *present)
             .map(|(mode, _)| mode.to_string())
             .collect(),
-            feature_distance: c.feature_distance.is_some(),
+            feature_distance: c.scores_distances(),
+            distance: distance_info(c),
+            top_layers: c.top.as_ref().map(|t| t.layers),
             abstention: c.abstention.clone(),
+        }),
+        sampling: Some(SamplingInfo {
+            modes: vec!["full".into(), "head".into(), "top".into()],
+            max_top_layers: c.num_hidden_layers,
+            default_top_layers: calibration
+                .and_then(|c| c.top.as_ref())
+                .map_or(1, |t| t.layers),
         }),
         limits: None,
     }
@@ -615,4 +623,23 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received: finishing requests in flight");
+}
+
+/// How a calibration's distance is measured, for `/v1/model`.
+fn distance_info(c: &Calibration) -> Option<DistanceInfo> {
+    match (&c.neighbours, &c.feature_distance) {
+        (Some(n), _) => Some(DistanceInfo {
+            score: "knn".into(),
+            representation: n.representation.to_string(),
+            k: Some(n.k),
+            stored: Some(n.stored),
+        }),
+        (None, Some(_)) => Some(DistanceInfo {
+            score: "mahalanobis".into(),
+            representation: "last layer mean".into(),
+            k: None,
+            stored: None,
+        }),
+        (None, None) => None,
+    }
 }

@@ -17,7 +17,6 @@ use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
 };
 use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
-use crate::uncertainty::neighbours::NeighbourSettings;
 
 /// The contents of `metrics.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +99,7 @@ pub fn finish(
             mc_samples: mc,
             seed: EVAL_SEED,
             top_layers: 1,
-            neighbours: Some(NeighbourSettings::default()),
+            neighbours: None,
         };
         let mut fitted = calibration::fit(
             &classifier,

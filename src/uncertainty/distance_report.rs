@@ -48,16 +48,17 @@ struct Distances {
     outside: Vec<Vec<f64>>,
 }
 
-/// Measures every distance: Mahalanobis, then kNN (`k`) in each
-/// representation, fitted on `reference` (the training examples, subsampled
-/// as `candor calibrate` would store them).
+/// Measures every distance: Mahalanobis, then kNN (with the settings' k) in
+/// each representation, fitted on `reference` (the training examples,
+/// subsampled to the settings' size as `candor calibrate` would store them).
 pub fn distance_rows(
     classifier: &Classifier,
     reference: &[Example],
     labelled: &[Vec<u32>],
     ood: &[(String, Vec<Vec<u32>>)],
-    k: usize,
+    settings: &NeighbourSettings,
 ) -> Result<Vec<DistanceRow>, EvalError> {
+    let k = settings.k;
     let layers = classifier.network.layer_count();
     let candidates = Representation::all(layers);
     let features = |rows: &[Vec<u32>]| classifier.representations_for_all(rows, BATCH, &candidates);
@@ -71,7 +72,7 @@ pub fn distance_rows(
         .collect::<Result<Vec<_>, _>>()?;
     let stored = evenly_spaced(
         reference.len(),
-        NeighbourSettings::default().max_bytes / (2 * classifier.config.hidden_size).max(1),
+        settings.max_bytes / (2 * classifier.config.hidden_size).max(1),
     );
     let last = Representation::last_mean(layers);
     let mut measured = Vec::new();
@@ -113,22 +114,41 @@ pub fn distance_rows(
     Ok(rows)
 }
 
-/// The representation whose kNN distance separates the OOD sets best on
-/// average (by AUROC), with that average.
-pub fn best_representation(rows: &[DistanceRow]) -> Option<(Representation, f64)> {
-    let mut best: Option<(Representation, f64)> = None;
-    for row in rows.iter().filter(|r| r.score == "knn") {
+/// The best distance among measured rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestDistance {
+    /// `mahalanobis` or `knn`.
+    pub score: String,
+    /// Its representation.
+    pub representation: Representation,
+    /// Its AUROC, averaged over the OOD sets.
+    pub auroc: f64,
+}
+
+/// The distance (score and representation) that separates the OOD sets best
+/// on average by AUROC; `knn_only` leaves Mahalanobis out.
+pub fn best_distance(rows: &[DistanceRow]) -> Option<BestDistance> {
+    best_of(rows, false)
+}
+
+fn best_of(rows: &[DistanceRow], knn_only: bool) -> Option<BestDistance> {
+    let mut best: Option<BestDistance> = None;
+    for row in rows.iter().filter(|r| !knn_only || r.score == "knn") {
         let Some(representation) = row.representation else {
             continue;
         };
         let same: Vec<f64> = rows
             .iter()
-            .filter(|r| r.score == "knn" && r.representation == Some(representation))
+            .filter(|r| r.score == row.score && r.representation == Some(representation))
             .map(|r| r.auroc)
             .collect();
         let mean = same.iter().sum::<f64>() / same.len() as f64;
-        if best.is_none_or(|(_, b)| mean > b) {
-            best = Some((representation, mean));
+        if best.as_ref().is_none_or(|b| mean > b.auroc) {
+            best = Some(BestDistance {
+                score: row.score.clone(),
+                representation,
+                auroc: mean,
+            });
         }
     }
     best
@@ -157,13 +177,53 @@ pub fn render(rows: &[DistanceRow], k: usize) -> String {
             row.set, row.score, representation, row.auroc, row.aupr, row.fpr_at_95_tpr
         );
     }
-    if let Some((best, auroc)) = best_representation(rows) {
+    if let Some(best) = best_of(rows, true) {
+        let r = best.representation;
         let _ = writeln!(
             out,
-            "best kNN representation here: {best} (mean AUROC {auroc:.4}); `candor calibrate --neighbour-layer {}:{}` stores it",
-            best.layer,
-            best.pooling.as_str()
+            "best kNN representation here: {r} (mean AUROC {:.4}); `candor calibrate --neighbour-layer {}:{}` stores it",
+            best.auroc,
+            r.layer,
+            r.pooling.as_str()
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Pooling;
+
+    fn row(set: &str, score: &str, layer: usize, auroc: f64) -> DistanceRow {
+        DistanceRow {
+            set: set.into(),
+            score: score.into(),
+            representation: Some(Representation {
+                layer,
+                pooling: Pooling::Mean,
+            }),
+            auroc,
+            aupr: 0.0,
+            fpr_at_95_tpr: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_best_distance_has_the_highest_auroc_averaged_over_the_sets() {
+        let rows = vec![
+            row("a", "mahalanobis", 2, 0.90),
+            row("b", "mahalanobis", 2, 0.80),
+            row("a", "knn", 1, 0.99),
+            row("b", "knn", 1, 0.60),
+            row("a", "knn", 2, 0.88),
+            row("b", "knn", 2, 0.86),
+        ];
+        let best = best_distance(&rows).unwrap();
+        assert_eq!((best.score.as_str(), best.representation.layer), ("knn", 2));
+        assert!((best.auroc - 0.87).abs() < 1e-12);
+        let rows = &rows[..4];
+        assert_eq!(best_distance(rows).unwrap().score, "mahalanobis");
+        assert_eq!(best_of(rows, true).unwrap().representation.layer, 1);
+    }
 }

@@ -126,8 +126,10 @@ impl Neighbours {
             ),
             ("normalised".to_string(), "l2".to_string()),
         ]);
-        safetensors::serialize_to_file([(TENSOR, view)], Some(metadata), path)
-            .map_err(|e| file_error(e.to_string()))
+        // Written like any other file (serialize_to_file would make it private).
+        let file = safetensors::serialize([(TENSOR, view)], Some(metadata))
+            .map_err(|e| file_error(e.to_string()))?;
+        std::fs::write(path, file).map_err(|e| file_error(e.to_string()))
     }
 
     /// Reads a file written by [`Neighbours::save`], with the representation it records.

@@ -23,6 +23,7 @@ use super::metrics::{
     adaptive_calibration_error, argmax, classification_report, reliability_bins,
     ClassificationReport, ECE_BINS,
 };
+use super::neighbours::NeighbourSettings;
 use super::selective::{
     aupr, aurc, auroc, fpr_at_tpr, risk_at_coverage, risk_coverage_curve, Score,
 };
@@ -47,8 +48,9 @@ pub struct ReportSettings {
     pub reference: Vec<Example>,
     /// The numbers of top layers of the `top` predictors (`mc_top1`, …).
     pub top_layers: Vec<usize>,
-    /// Which neighbour's distance the kNN score takes.
-    pub neighbours_k: usize,
+    /// The kNN score's k and how many training vectors it may search
+    /// (its representation is each one the model offers in turn).
+    pub neighbours: NeighbourSettings,
     /// The model's calibration, to measure its conformal sets (none: not measured).
     pub calibration: Option<Calibration>,
 }
@@ -300,7 +302,7 @@ pub fn uncertainty_report(
             &settings.reference,
             &rows,
             &named,
-            settings.neighbours_k,
+            &settings.neighbours,
         )?
     };
     Ok((
@@ -311,7 +313,7 @@ pub fn uncertainty_report(
             predictors,
             sweep,
             feature_distance,
-            neighbours_k: settings.neighbours_k,
+            neighbours_k: settings.neighbours.k,
             conformal,
         },
         all,

@@ -311,7 +311,9 @@ async fn a_models_default_policy_applies_unless_the_request_turns_it_off() {
     let info = json_of(app.get("/v1/model").await).await;
     assert_eq!(
         info["calibration"],
-        json!({"examples": 500, "mc_samples": 10, "modes": ["full", "head"], "feature_distance": true,
+        json!({"examples": 500, "mc_samples": 10, "modes": ["full", "head", "top"], "feature_distance": true,
+               "distance": {"score": "mahalanobis", "representation": "last layer mean"},
+               "top_layers": 1,
                "abstention": {"score": "max_probability", "threshold": 0.999}})
     );
     let text = "What does NASA stand for ?";

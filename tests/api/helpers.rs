@@ -152,3 +152,44 @@ pub fn without_ids(mut answer: serde_json::Value) -> serde_json::Value {
     }
     answer
 }
+
+/// Lines `from..to` (1-based, inclusive) of `data/trec6.jsonl` as examples.
+pub fn trec6_lines(from: usize, to: usize) -> Vec<candor::data::Example> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl");
+    let all = candor::data::read_examples(&path, &candor::data::FieldNames::default())
+        .expect("trec6 reads");
+    all[from - 1..to].to_vec()
+}
+
+/// A copy of the fixture model in `dir` whose calibration also scores the
+/// distance to its training texts (lines 1–800) by their nearest
+/// neighbours in `layer`, as `candor calibrate --neighbour-layer` does.
+pub fn fixture_with_neighbours(
+    dir: &std::path::Path,
+    layer: candor::model::Representation,
+) -> PathBuf {
+    use candor::uncertainty::calibration::Calibration;
+    use candor::uncertainty::neighbours::{NeighbourCalibration, NeighbourSettings};
+    let model = dir.join("tiny-trec6");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(fixture_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let classifier = candor::model::Classifier::load(&model).expect("fixture loads");
+    let mut calibration = Calibration::load(&model)
+        .expect("reads")
+        .expect("the fixture is calibrated");
+    let texts: Vec<String> = trec6_lines(801, 1300).into_iter().map(|e| e.text).collect();
+    let rows = classifier.encoder.encode_all(&texts).expect("tokenizes");
+    let settings = NeighbourSettings {
+        representation: Some(layer),
+        ..NeighbourSettings::default()
+    };
+    calibration.neighbours = Some(
+        NeighbourCalibration::fit(&classifier, &trec6_lines(1, 800), &rows, &settings)
+            .expect("fits"),
+    );
+    calibration.save(&model).expect("writes");
+    model
+}

@@ -18,4 +18,5 @@ mod persistence;
 mod prediction_log;
 mod properties;
 mod review_queue;
+mod sampling_modes;
 mod startup;

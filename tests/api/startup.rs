@@ -6,7 +6,9 @@ use std::path::Path;
 
 use candor::serve::ServeSettings;
 
-use crate::helpers::{fixture_model, test_settings};
+use candor::model::{Pooling, Representation};
+
+use crate::helpers::{fixture_model, fixture_with_neighbours, test_settings};
 
 /// Runs the server on `addr` with `model` until it fails or is stopped
 /// (after it became ready); returns the error it stopped with, if any.
@@ -104,7 +106,56 @@ async fn model_directories_whose_parts_disagree_are_refused_at_start_naming_the_
                 }
             }),
         ),
+        (
+            "top-layer scores sample 3 layers of a model of 1",
+            broken_model("calibration.json", |c| c["top"]["layers"] = 3.into()),
+        ),
     ];
+    // The nearest-neighbour vectors must be there and match their record.
+    let layer_one = Representation {
+        layer: 1,
+        pooling: Pooling::Mean,
+    };
+    let broken_neighbours = |change: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = fixture_with_neighbours(dir.path(), layer_one);
+        change(&model);
+        (dir, model)
+    };
+    let edit = |model: &Path, change: &dyn Fn(&mut serde_json::Value)| {
+        let path = model.join("calibration.json");
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut value);
+        std::fs::write(&path, value.to_string()).unwrap();
+    };
+    let neighbour_cases: Vec<(&str, (tempfile::TempDir, std::path::PathBuf))> = vec![
+        (
+            "neighbours.safetensors",
+            broken_neighbours(&|m| std::fs::remove_file(m.join("neighbours.safetensors")).unwrap()),
+        ),
+        (
+            "holds the layer 1 mean, but calibration.json says the layer 1 cls",
+            broken_neighbours(&|m| {
+                edit(m, &|c| {
+                    c["neighbours"]["representation"]["pooling"] = "cls".into()
+                })
+            }),
+        ),
+        (
+            "holds 800 vectors of width 32; expected 700",
+            broken_neighbours(&|m| edit(m, &|c| c["neighbours"]["stored"] = 700.into())),
+        ),
+    ];
+    for (expected, (_dir, model)) in neighbour_cases {
+        let error = start_on("127.0.0.1:0", &model, test_settings())
+            .await
+            .expect_err(expected);
+        assert!(
+            error.contains(expected),
+            "expected '{expected}' in: {error}"
+        );
+    }
     for (expected, dir) in cases {
         let error = start_on("127.0.0.1:0", dir.path(), test_settings())
             .await
