@@ -60,7 +60,7 @@ pub enum ApiError {
     #[error("the request body ended early or could not be read: {0}")]
     BodyIncomplete(String),
     /// The request is more work than the engine finishes within the timeout.
-    #[error("this request costs {cost} token passes (tokens × samples for full MC dropout), more than the {max} this server finishes within its {timeout_ms} ms request timeout; send fewer inputs, fewer samples or shorter texts, or use \"mode\": \"head\"")]
+    #[error("this request costs {cost} token passes (tokens × samples for full MC dropout), more than the {max} this server finishes within its {timeout_ms} ms request timeout; send fewer inputs, fewer samples or shorter texts, or use \"mode\": \"top\" or \"head\"")]
     TooCostly {
         /// What the request costs.
         cost: usize,

@@ -6,6 +6,7 @@
 //! probabilities (never of logits); entropies are in nats with 0·log 0 = 0;
 //! mutual information = predictive entropy − expected entropy, clamped at 0.
 
+pub mod abstention;
 pub mod calibration;
 pub mod conformal;
 pub mod distance_report;
