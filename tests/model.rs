@@ -267,3 +267,34 @@ fn every_shipped_model_loads_and_tells_a_review_from_a_question() {
         );
     }
 }
+
+#[test]
+fn every_shipped_models_calibration_fits_it_and_the_fine_tuned_ones_measure_distance_by_neighbours()
+{
+    use candor::uncertainty::calibration::Calibration;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for (name, neighbours) in [
+        ("sentiment", true),
+        ("trec6", true),
+        ("sentiment-tiny", false),
+        ("trec6-tiny", false),
+    ] {
+        let dir = root.join(name);
+        let classifier = Classifier::load(&dir).unwrap();
+        let mut calibration = Calibration::load(&dir).unwrap().expect("calibrated");
+        calibration
+            .check_against(
+                &dir,
+                classifier.labels.len(),
+                classifier.network.layer_count(),
+                classifier.config.hidden_size,
+            )
+            .unwrap_or_else(|e| panic!("models/{name}: {e}"));
+        assert_eq!(
+            calibration.neighbours.is_some(),
+            neighbours,
+            "models/{name}"
+        );
+        assert!(calibration.scores_distances(), "models/{name}");
+    }
+}
