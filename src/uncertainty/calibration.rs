@@ -4,7 +4,7 @@
 //!
 //! - **Conformal prediction sets.** The nonconformity `1 − p(true label)` of
 //!   every calibration example is stored per predictor (the deterministic
-//!   model with its temperature, MC dropout in `full` and in `head` mode), so
+//!   model with its temperature, MC dropout in `full`, `head` and `top` mode), so
 //!   a request may ask for any `alpha`; see [`super::conformal`] for the
 //!   guarantee. A set is only guaranteed for the predictor it was calibrated
 //!   on, which is why each has its own scores.
@@ -13,7 +13,10 @@
 //!   [`AbstentionPolicy`] names a [`Score`] and either a threshold or a target
 //!   coverage, which the stored calibration scores turn into a threshold.
 //!
-//! The file also carries the model's default policy, if it has one.
+//! The file also carries the model's default policy, if it has one, and the
+//! distances to the training data that turn into `distance_percentile`:
+//! Mahalanobis, and nearest neighbours (whose vectors live in
+//! [`super::neighbours::NEIGHBOURS_FILE`]).
 
 use std::path::Path;
 

@@ -3,10 +3,11 @@
 //! on unrelated (out-of-distribution) texts.
 //!
 //! Predictors: the deterministic model, the same with the fitted temperature,
-//! MC dropout at every site (`full`) and MC dropout on the classifier input
-//! only (`head`). For each: accuracy, macro-F1, NLL, Brier, ECE and adaptive
+//! MC dropout at every site (`full`), in the top k layers (`top`, for each k
+//! asked) and on the classifier input only (`head`). For each: accuracy, macro-F1, NLL, Brier, ECE and adaptive
 //! ECE; selective prediction (AURC, risk at 80% and 90% coverage) ranking by
-//! each score; and OOD separation (AUROC, AUPR, FPR at 95% TPR) per score.
+//! each score; and OOD separation (AUROC, AUPR, FPR at 95% TPR) per score,
+//! and by distance to the training data (see [`super::distance_report`]).
 //! Accuracy and calibration as a function of the number of samples T come
 //! from the prefixes of one long run: sample t's masks depend only on the seed
 //! and t, so the first T samples of a 100-sample run are a T-sample run.
@@ -95,7 +96,7 @@ pub struct OodRow {
 /// Everything measured of one predictor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PredictorReport {
-    /// `deterministic`, `temperature`, `mc_full` or `mc_head`.
+    /// `deterministic`, `temperature`, `mc_full`, `mc_head` or `mc_topK`.
     pub name: String,
     /// Accuracy, macro-F1, NLL, Brier, ECE, per class, confusion.
     pub metrics: ClassificationReport,
