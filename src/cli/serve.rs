@@ -23,8 +23,10 @@ pub struct ServeArgs {
     /// Most padded tokens (rows × longest row) in one forward pass.
     #[arg(long, env = "CANDOR_MAX_BATCH_TOKENS", default_value_t = 4096)]
     pub max_batch_tokens: usize,
-    /// Longest wait, in milliseconds, for more requests to join a batch.
-    #[arg(long, env = "CANDOR_MAX_BATCH_WAIT_MS", default_value_t = 2)]
+    /// Longest wait, in milliseconds, for more requests to join a batch. 0
+    /// (the default) never waits: a request that finds the engine idle runs
+    /// at once, and batches form from what queued while the engine was busy.
+    #[arg(long, env = "CANDOR_MAX_BATCH_WAIT_MS", default_value_t = 0)]
     pub max_batch_wait_ms: u64,
     /// Requests that may wait for the model; beyond that the answer is 429 with Retry-After.
     #[arg(long, env = "CANDOR_QUEUE_CAPACITY", default_value_t = 256)]
