@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // candle's CPU kernels size their rayon pool from this variable; set it
     // before any tensor work starts, while the process is single-threaded.
-    std::env::set_var("RAYON_NUM_THREADS", cli.threads.max(1).to_string());
+    std::env::set_var("RAYON_NUM_THREADS", cli.compute_threads().to_string());
     init_tracing(cli.log_format);
     candor::cli::run(cli)
 }

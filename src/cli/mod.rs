@@ -30,11 +30,13 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Compute threads of the model (candle's rayon pool). The default, 1, is
-    /// measured fastest for candor-sized models on 2 cores: candle's parallel
-    /// kernels cost more in synchronisation than they gain on small tensors.
-    #[arg(long, env = "CANDOR_THREADS", global = true, default_value_t = 1)]
-    pub threads: usize,
+    /// Compute threads of the model (the rayon pool of candle and of candor's
+    /// dense kernel). Default: every core for a model of hidden size 256 or
+    /// more (measured faster at MiniLM size); one for smaller models, whose
+    /// second thread lost to HTTP and tokenization under load, and for
+    /// training, where a second thread was measured slower.
+    #[arg(long, env = "CANDOR_THREADS", global = true)]
+    pub threads: Option<usize>,
     /// Log line format.
     #[arg(long, env = "CANDOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -78,6 +80,33 @@ pub enum Command {
     /// Human feedback kept in the database.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+}
+
+/// Hidden size from which a model gets every core by default.
+const WIDE_MODEL: usize = 256;
+
+impl Cli {
+    /// The compute threads to use: `--threads`, or by the model's size.
+    pub fn compute_threads(&self) -> usize {
+        if let Some(threads) = self.threads {
+            return threads.max(1);
+        }
+        let model = match &self.command {
+            Command::Serve(a) => Some(&a.model),
+            Command::Eval(a) => Some(&a.model),
+            Command::Calibrate(a) => Some(&a.model),
+            Command::Predict(a) => Some(&a.model),
+            _ => None,
+        };
+        let wide = model
+            .and_then(|dir| crate::model::read_config(dir).ok())
+            .is_some_and(|config| config.hidden_size >= WIDE_MODEL);
+        if wide {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        }
+    }
 }
 
 /// Options of `candor healthcheck`.

@@ -26,6 +26,9 @@ const PANEL: usize = 32;
 const ROWS: usize = 8;
 /// Input bytes computed against every panel before moving on (a share of L2).
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Fewest rows worth a thread of their own: below it, handing work to
+/// another core costs more than it saves.
+const MIN_ROWS_PER_THREAD: usize = 16;
 
 /// What is applied to each output after the bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +110,27 @@ impl PackedDense {
         let input = x.flatten_all()?.to_vec1::<f32>()?;
         let rows = input.len() / self.inputs.max(1);
         let mut output = vec![0f32; rows * self.outputs];
-        // SAFETY: `new` returned this value only after checking that the CPU
-        // has AVX-512F; the slices have the lengths `compute` expects.
-        unsafe { self.compute(&input, rows, &mut output, activation) };
+        // Rows are independent: with more than one compute thread, each takes
+        // a contiguous share of them (a multiple of the kernel's row tile), so
+        // every row's result is the same however many threads there are.
+        let threads = rayon::current_num_threads()
+            .min(rows / MIN_ROWS_PER_THREAD)
+            .max(1);
+        let per_thread = rows.div_ceil(threads).div_ceil(ROWS) * ROWS;
+        let work = |(input, output): (&[f32], &mut [f32])| {
+            // SAFETY: `new` returned this value only after checking that the
+            // CPU has AVX-512F; the slices hold whole rows of input and output.
+            unsafe { self.compute(input, input.len() / self.inputs, output, activation) }
+        };
+        if threads == 1 {
+            work((&input, &mut output));
+        } else {
+            use rayon::prelude::*;
+            input
+                .par_chunks(per_thread * self.inputs)
+                .zip(output.par_chunks_mut(per_thread * self.outputs))
+                .for_each(work);
+        }
         dims[last] = self.outputs;
         Tensor::from_vec(output, dims, x.device())
     }
@@ -373,6 +394,37 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn rows_shared_among_threads_give_the_same_bits_as_one_thread() {
+        let (weight, bias) = (random(&[70, 48], 4), random(&[70], 5));
+        let Some(packed) = PackedDense::new(&weight, &bias).unwrap() else {
+            eprintln!("no AVX-512F here: nothing to compare");
+            return;
+        };
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        // 3 × 29 rows: split 48 + 39 between two threads, 32 + 32 + 23 among three.
+        let x = random(&[3, 29, 48], 6);
+        let run = |threads| {
+            pool(threads).install(|| {
+                packed
+                    .forward(&x, Activation::Gelu)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
     }
 
     #[test]
