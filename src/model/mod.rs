@@ -353,16 +353,6 @@ impl Classifier {
         Ok(out)
     }
 
-    /// Logits of dropout on the head only: the encoder runs once, deterministically,
-    /// and its pooled vector goes through the classifier dropout once per key.
-    pub fn head_sample_logits(
-        &self,
-        row: &[u32],
-        keys: &[u64],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.top_sample_logits(&self.lower_pass(row, 0)?, keys)
-    }
-
     /// The deterministic part of sampling only the top `top` encoder layers
     /// (and the head) of one row: the layers below, run once on the row
     /// alone, and the row's [`Classifier::features`] vector from the same

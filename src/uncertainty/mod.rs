@@ -146,15 +146,6 @@ impl SamplingMode {
         }
     }
 
-    /// The encoder layers sampled in a model of `layers` layers (0 for the head only).
-    pub fn sampled_layers(self, layers: usize) -> usize {
-        match self {
-            SamplingMode::Full => layers,
-            SamplingMode::Head => 0,
-            SamplingMode::Top(k) => k.min(layers),
-        }
-    }
-
     /// The name with its k, as reports show it: `full`, `head`, `top-2`.
     pub fn label(self) -> String {
         match self {
