@@ -6,7 +6,7 @@
 //! request with 30 samples against one plain prediction: `full` mode (one
 //! pass of 30 rows), `top` mode with 2 and 1 layers (the layers below once),
 //! `head` mode (dropout on the classifier only) and a naive loop of 30
-//! single passes.
+//! single passes. `CANDOR_BENCH_FORWARD_ONLY=1` stops after the texts/s lines.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -83,6 +83,9 @@ fn main() -> anyhow::Result<()> {
         println!("batch {batch:>2}: {rate:>8.0} texts/s (tokenize + forward; {name})");
     }
 
+    if std::env::var("CANDOR_BENCH_FORWARD_ONLY").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
     // Latencies are means over the first 20 texts, each timed alone.
     let rows: Vec<Vec<u32>> = texts
         .iter()

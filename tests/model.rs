@@ -95,19 +95,26 @@ fn dropout_with_rate_zero_is_the_deterministic_model() {
 }
 
 #[test]
-fn fast_and_differentiable_kernels_compute_the_same_function() {
-    let config = tiny_config(0.1);
-    let (varmap, fast) = network(&config, Kernels::Fast);
-    let slow = BertClassifier::load(
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        &config,
-        Kernels::Differentiable,
-    )
-    .unwrap();
-    let a = values(&fast.forward(&batch(), DropoutMode::Off).unwrap());
-    let b = values(&slow.forward(&batch(), DropoutMode::Off).unwrap());
-    for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+fn fast_and_differentiable_kernels_compute_the_same_function_with_dropout_off_and_on() {
+    // Head sizes 8 (whole vector lanes) and 5 (a remainder), several heads.
+    for (hidden, heads) in [(16, 2), (15, 3)] {
+        let mut config = tiny_config(0.3);
+        config.hidden_size = hidden;
+        config.num_attention_heads = heads;
+        let (varmap, fast) = network(&config, Kernels::Fast);
+        let slow = BertClassifier::load(
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            &config,
+            Kernels::Differentiable,
+        )
+        .unwrap();
+        for mode in [DropoutMode::Off, DropoutMode::On(&[1, 2, 3])] {
+            let a = values(&fast.forward(&batch(), mode).unwrap());
+            let b = values(&slow.forward(&batch(), mode).unwrap());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "{mode:?}: {a:?} vs {b:?}");
+            }
+        }
     }
 }
 

@@ -4,13 +4,15 @@ AdamW recipe (warm-up, linear decay, batch 32, clipping 1, optional token maskin
 prints per-epoch accuracies and the test accuracy of the epoch of lowest validation loss.
 
 Usage: PYTHON torch_reference.py SPLIT_DIR CANDOR_MODEL_DIR [LR EPOCHS SEED MASK_PROB]
-(PYTHON: the interpreter scripts/python-env.sh prints.)
+(PYTHON: the interpreter scripts/python-env.sh prints; CANDOR_TORCH_THREADS: torch threads, 1.)
+Each epoch line ends with its training examples/s (the training loop alone).
 """
 import json,sys,random,math,copy,time
 import torch
 from transformers import BertConfig,BertForSequenceClassification,get_linear_schedule_with_warmup
 from tokenizers import Tokenizer
-torch.set_num_threads(1)
+import os
+torch.set_num_threads(int(os.environ.get("CANDOR_TORCH_THREADS","1")))
 split,model_dir=sys.argv[1],sys.argv[2]
 lr=float(sys.argv[3]) if len(sys.argv)>3 else 5e-4
 epochs=int(sys.argv[4]) if len(sys.argv)>4 else 6
@@ -49,12 +51,13 @@ bs=32; steps=math.ceil(len(tr)/bs)*epochs
 sch=get_linear_schedule_with_warmup(opt,int(0.1*steps),steps)
 best=(1e9,None,0); t0=time.time()
 for ep in range(1,epochs+1):
-    model.train(); order=list(range(len(tr))); random.shuffle(order)
+    model.train(); order=list(range(len(tr))); random.shuffle(order); t1=time.time()
     for i in range(0,len(order),bs):
         ids,att,y=batchify([tr[j] for j in order[i:i+bs]],True)
         loss=model(input_ids=ids,attention_mask=att,labels=y).loss
         loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(),1.0); opt.step(); sch.step(); opt.zero_grad()
+    rate=len(tr)/(time.time()-t1)
     trl,tra=evaluate(tr); vl,vacc=evaluate(va); tl,tacc=evaluate(te)
-    print(f"epoch {ep}: train {tra*100:.1f} val {vacc*100:.1f} ({vl:.3f}) test {tacc*100:.1f} [{time.time()-t0:.0f}s]",flush=True)
+    print(f"epoch {ep}: train {tra*100:.1f} val {vacc*100:.1f} ({vl:.3f}) test {tacc*100:.1f} [{time.time()-t0:.0f}s] examples/s {rate:.0f}",flush=True)
     if vl<best[0]: best=(vl,tacc,ep)
 print(f"chosen by val loss: epoch {best[2]} test {best[1]*100:.1f}")

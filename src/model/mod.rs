@@ -6,12 +6,14 @@
 //! `BertForSequenceClassification`) and `tokenizer.json`. This module knows
 //! nothing of HTTP or databases.
 
+pub mod attention;
 pub mod bert;
 pub mod config;
 pub mod dropout;
 pub mod features;
 pub mod packed;
 pub mod tokenizer;
+mod view;
 pub mod wordpiece;
 
 use std::collections::HashMap;

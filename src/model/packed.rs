@@ -20,6 +20,8 @@
 
 use candle_core::{Result, Tensor};
 
+use super::view::F32View;
+
 /// Output columns per panel: two 16-lane registers.
 const PANEL: usize = 32;
 /// Input rows computed together against one panel (16 accumulators).
@@ -107,7 +109,7 @@ impl PackedDense {
             )
         }
         let x = x.contiguous()?;
-        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let input = F32View::of(&x)?;
         let rows = input.len() / self.inputs.max(1);
         let mut output = vec![0f32; rows * self.outputs];
         // Rows are independent: with more than one compute thread, each takes
@@ -123,7 +125,7 @@ impl PackedDense {
             unsafe { self.compute(input, input.len() / self.inputs, output, activation) }
         };
         if threads == 1 {
-            work((&input, &mut output));
+            work((&input[..], &mut output));
         } else {
             use rayon::prelude::*;
             input
