@@ -1,6 +1,7 @@
 //! Inference throughput and the cost of MC-dropout sampling, on the shipped model.
 //!
 //! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1,
+//! `CANDOR_PRECISION=f32|bf16`, default f32,
 //! and `CANDOR_BENCH_DATA=FILE`, default the review sentences of `data/rotten_tomatoes.jsonl`).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
 //! request with 30 samples against one plain prediction: `full` mode (one
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use candor::data::{read_examples, FieldNames};
-use candor::model::{Classifier, DropoutMode};
+use candor::model::{Classifier, DropoutMode, Precision};
 use candor::uncertainty::sample_key;
 
 fn time<F: FnMut()>(repeats: usize, mut f: F) -> Duration {
@@ -32,7 +33,11 @@ fn main() -> anyhow::Result<()> {
     let model = std::env::var("CANDOR_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("models/sentiment"));
-    let classifier = Classifier::load(&model)?;
+    let precision: Precision = std::env::var("CANDOR_PRECISION")
+        .unwrap_or_else(|_| "f32".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let classifier = Classifier::load_with(&model, precision)?;
     let data = std::env::var("CANDOR_BENCH_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("data/rotten_tomatoes.jsonl"));
@@ -50,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         .sum::<usize>() as f64
         / texts.len() as f64;
     println!(
-        "model {} ({} texts of {}, {:.1} tokens on average)",
+        "model {} at {precision} ({} texts of {}, {:.1} tokens on average)",
         model.display(),
         texts.len(),
         data.display(),

@@ -1,7 +1,7 @@
 //! candor's inference kernels against the candle compositions they replace.
 //!
 //! `cargo bench --bench kernels` (one thread unless `CANDOR_THREADS=N`):
-//! the packed dense layer ([`candor::model::packed`]) against candle's
+//! the packed dense layer ([`candor::model::packed`], f32 and bf16) against candle's
 //! `matmul` + bias + GELU, and the fused attention
 //! ([`candor::model::attention`]) against split heads, `q · kᵀ`, scale, mask,
 //! softmax, `· v` and merged heads, at MiniLM's sizes (hidden 384, 12 heads,
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 use candor::model::attention::{attend, Heads};
-use candor::model::packed::{Activation, PackedDense};
+use candor::model::packed::{Activation, PackedDense, Precision};
 
 fn random(shape: &[usize], seed: u64) -> anyhow::Result<Tensor> {
     let n: usize = shape.iter().product();
@@ -91,8 +91,18 @@ fn dense(rows: usize, inputs: usize, outputs: usize, activation: Activation) -> 
         packed_f16.forward(&x, activation)?;
         Ok(())
     })?;
+    let bf16 = match PackedDense::with_precision(&weight, &bias, Precision::Bf16)? {
+        Some(packed_bf16) => {
+            let us = micros(|| {
+                packed_bf16.forward(&x, activation)?;
+                Ok(())
+            })?;
+            format!(", bf16 {us:>8.1} µs ({:>3.0})", gflops(us))
+        }
+        None => ", bf16: not on this CPU".into(),
+    };
     println!(
-        "dense {rows}×{inputs} → {outputs} ({activation:?}): candle {candle:>8.1} µs ({:>3.0} GFLOP/s), packed f32 {f32_panels:>8.1} µs ({:>3.0}), packed f16 {f16_panels:>8.1} µs ({:>3.0})",
+        "dense {rows}×{inputs} → {outputs} ({activation:?}): candle {candle:>8.1} µs ({:>3.0} GFLOP/s), packed f32 {f32_panels:>8.1} µs ({:>3.0}), f16 weights {f16_panels:>8.1} µs ({:>3.0}){bf16}",
         gflops(candle),
         gflops(f32_panels),
         gflops(f16_panels)

@@ -350,6 +350,44 @@ fn predict_with_mc_samples_reports_uncertainty_reproducibly() {
 }
 
 #[test]
+fn an_unknown_precision_is_refused_naming_the_ones_there_are() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6");
+    let o = candor(&[
+        "--precision",
+        "int4",
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "Who wrote Hamlet ?",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("f32 or bf16"), "{}", stderr(&o));
+}
+
+#[test]
+fn predict_at_bf16_gives_the_f32_label_where_the_cpu_has_it() {
+    if !candor::model::Precision::Bf16.available() {
+        return;
+    }
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6");
+    let text = "How many people live in Tokyo ?";
+    let label = |precision: &str| {
+        let o = candor(&[
+            "--precision",
+            precision,
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            text,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        line["label"].clone()
+    };
+    assert_eq!(label("bf16"), label("f32"));
+}
+
+#[test]
 fn training_on_a_missing_file_names_the_file() {
     let o = candor(&[
         "train",

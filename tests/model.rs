@@ -195,7 +195,7 @@ fn a_saved_model_loads_back_with_identical_logits() {
     config.vocab_size = encoder.vocab_size();
     let (varmap, mut net) = network(&config, Kernels::Fast);
     // As Classifier::load prepares it, so that both compute the same way.
-    net.pack_for_inference().unwrap();
+    net.pack_for_inference(model::Precision::F32).unwrap();
     let dir = tempfile::tempdir().unwrap();
     encoder
         .save(&dir.path().join(model::TOKENIZER_FILE))

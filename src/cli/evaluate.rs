@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{load, AbstainArgs, FieldArgs};
 use crate::data;
-use crate::model::{Classifier, Representation};
+use crate::model::{Classifier, Precision, Representation};
 use crate::uncertainty::calibration::{self, CalibrationSettings};
 use crate::uncertainty::neighbours::NeighbourSettings;
 use crate::uncertainty::report::{self, OodSet, ReportSettings};
@@ -201,8 +201,8 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-pub(super) fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
-    let classifier = load(&args.model)?;
+pub(super) fn run_eval(args: &EvalArgs, precision: Precision) -> anyhow::Result<()> {
+    let classifier = load(&args.model, precision)?;
     let examples = data::read_examples(&args.data, &args.fields.names())?;
     let ood = read_ood(&args.ood, &args.fields.text_field, args.max_ood)?;
     let sweep = if args.mc_samples > 0 {
@@ -260,14 +260,14 @@ pub(super) fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn run_calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+pub(super) fn run_calibrate(args: &CalibrateArgs, precision: Precision) -> anyhow::Result<()> {
     let policy = args.abstain.policy()?;
     if let Some(policy) = &policy {
         policy
             .check()
             .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
     }
-    let classifier = Classifier::load(&args.model)?;
+    let classifier = load(&args.model, precision)?;
     let examples = data::read_examples(&args.data, &args.fields.names())?;
     let reference = match &args.reference {
         Some(path) => Some(data::read_examples(path, &args.fields.names())?),

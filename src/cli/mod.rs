@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::data::{FieldNames, SplitFractions};
-use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates};
+use crate::model::{softmax, ArchitectureSizes, Classifier, DropoutRates, Precision};
 use crate::store::{redact, Store};
 use crate::train::{
     self, DataSource, Distillation, ModelSettings, Optimisation, Selection, TrainSettings,
@@ -37,6 +37,12 @@ pub struct Cli {
     /// training, where a second thread was measured slower.
     #[arg(long, env = "CANDOR_THREADS", global = true)]
     pub threads: Option<usize>,
+    /// Arithmetic of the model's dense layers when serving, evaluating,
+    /// calibrating and predicting: f32, or bf16 (products of bfloat16-rounded
+    /// weights and inputs summed in f32; needs AVX-512 BF16; faster, with a
+    /// small change to the probabilities, see docs/performance.md).
+    #[arg(long, env = "CANDOR_PRECISION", default_value_t = Precision::F32, global = true)]
+    pub precision: Precision,
     /// Log line format.
     #[arg(long, env = "CANDOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -501,12 +507,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Eval(args) => evaluate::run_eval(&args),
-        Command::Calibrate(args) => evaluate::run_calibrate(&args),
+        Command::Eval(args) => evaluate::run_eval(&args, cli.precision),
+        Command::Calibrate(args) => evaluate::run_calibrate(&args, cli.precision),
         Command::Split(args) => run_split(&args),
         Command::Compress(args) => compress::run_compress(&args),
-        Command::Predict(args) => run_predict(&args),
-        Command::Serve(args) => serve::run_serve(&args),
+        Command::Predict(args) => run_predict(&args, cli.precision),
+        Command::Serve(args) => serve::run_serve(&args, cli.precision),
         Command::Healthcheck(args) => block_on(healthcheck(&args)),
         Command::Db(DbCommand::Migrate(args)) => block_on(migrate(&args)),
         Command::Feedback(FeedbackCommand::Export(args)) => block_on(export(&args)),
@@ -590,8 +596,9 @@ async fn export(args: &ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(model: &std::path::Path) -> anyhow::Result<Classifier> {
-    Classifier::load(model).with_context(|| format!("loading model {}", model.display()))
+fn load(model: &std::path::Path, precision: Precision) -> anyhow::Result<Classifier> {
+    Classifier::load_with(model, precision)
+        .with_context(|| format!("loading model {}", model.display()))
 }
 
 fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
@@ -647,8 +654,8 @@ struct PredictionLine<'a> {
     uncertainty: Option<McSummary>,
 }
 
-fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
-    let classifier = load(&args.model)?;
+fn run_predict(args: &PredictArgs, precision: Precision) -> anyhow::Result<()> {
+    let classifier = load(&args.model, precision)?;
     let texts: Vec<String> = if args.texts == ["-"] {
         std::io::stdin()
             .lines()

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::DatabaseArgs;
+use crate::model::Precision;
 
 /// Options of `candor serve`.
 #[derive(Debug, Args)]
@@ -127,8 +128,8 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The library's view of these options.
-    pub fn settings(&self) -> crate::serve::ServeSettings {
+    /// The library's view of these options, the model computing at `precision`.
+    pub fn settings(&self, precision: Precision) -> crate::serve::ServeSettings {
         use crate::serve::{
             engine::BatchSettings, listen::ConnectionSettings, Limits, Persistence, SamplingLimits,
             ServeSettings,
@@ -162,6 +163,7 @@ impl ServeArgs {
             },
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             insecure_no_auth: self.insecure_no_auth,
+            precision,
             persistence: (!self.no_database).then(|| Persistence {
                 database_url: self.database.database_url.clone(),
                 store_text: self.store_text,
@@ -179,7 +181,7 @@ impl ServeArgs {
 }
 
 /// Starts the runtime, binds the address and serves until SIGTERM or Ctrl-C.
-pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+pub(super) fn run_serve(args: &ServeArgs, precision: Precision) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.http_workers.max(1))
         .enable_all()
@@ -192,7 +194,7 @@ pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         crate::serve::run(
             listener,
             &args.model,
-            args.settings(),
+            args.settings(precision),
             crate::serve::shutdown_signal(),
         )
         .await

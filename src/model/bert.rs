@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::attention::{attend, AttentionDropout, Heads};
 use super::config::BertConfig;
 use super::dropout::{dropout, DropoutMode, MaskStream, Site};
-use super::packed::{Activation, PackedDense};
+use super::packed::{Activation, PackedDense, Precision};
 use super::view::F32View;
 
 /// Added to attention scores of padding positions; exp() of it is exactly 0 in f32.
@@ -151,9 +151,11 @@ impl Dense {
         }
     }
 
-    fn pack(&mut self) -> Result<()> {
+    fn pack(&mut self, precision: Precision) -> Result<()> {
         if let DenseWeight::Transposed(weight_t) = &self.weight {
-            if let Some(packed) = PackedDense::new(&weight_t.t()?, &self.bias)? {
+            if let Some(packed) =
+                PackedDense::with_precision(&weight_t.t()?, &self.bias, precision)?
+            {
                 self.weight = DenseWeight::Packed(Arc::new(packed));
             }
         }
@@ -462,8 +464,9 @@ impl BertClassifier {
     /// Packs every dense layer's weight for the inference kernel (see
     /// [`super::packed`]) in place of candle's copy; a no-op where the CPU
     /// lacks it. Only for a model whose weights no longer change: the packed
-    /// weights do not follow training updates.
-    pub fn pack_for_inference(&mut self) -> Result<()> {
+    /// weights do not follow training updates. `precision` chooses the
+    /// kernel's arithmetic (see [`Precision`]).
+    pub fn pack_for_inference(&mut self, precision: Precision) -> Result<()> {
         for layer in &mut self.layers {
             let (a, f) = (&mut layer.attention, &mut layer.feed_forward);
             for dense in [
@@ -474,11 +477,11 @@ impl BertClassifier {
                 &mut f.intermediate,
                 &mut f.output,
             ] {
-                dense.pack()?;
+                dense.pack(precision)?;
             }
         }
-        self.pooler.pack()?;
-        self.classifier.pack()
+        self.pooler.pack(precision)?;
+        self.classifier.pack(precision)
     }
 
     /// Class logits `(batch, labels)`; deterministic when `mode` is [`DropoutMode::Off`].

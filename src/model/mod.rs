@@ -27,6 +27,7 @@ pub use bert::{BertClassifier, Kernels, TokenBatch};
 pub use config::{ArchitectureSizes, BertConfig, ConfigError, DropoutRates};
 pub use dropout::DropoutMode;
 pub use features::{Pooling, Representation};
+pub use packed::Precision;
 pub use tokenizer::{Encoded, TextEncoder, TokenizerError};
 
 /// File names inside a model directory.
@@ -61,6 +62,9 @@ pub enum ModelError {
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// This CPU cannot compute at the precision asked for.
+    #[error("this CPU cannot compute at {0} precision (bf16 needs AVX-512 BF16); use f32")]
+    Precision(Precision),
 }
 
 /// At least two labels, none repeated (a repeated name would make answers
@@ -200,12 +204,23 @@ pub struct Classifier {
     /// The representation the `*_features` methods return (the mean of the
     /// last hidden states unless a calibration chose another).
     pub features: Representation,
+    /// The arithmetic of the dense layers.
+    pub precision: Precision,
     device: Device,
 }
 
 impl Classifier {
-    /// Loads a model directory for inference.
+    /// Loads a model directory for inference (f32 arithmetic).
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        Self::load_with(dir, Precision::F32)
+    }
+
+    /// Loads a model directory for inference computing its dense layers at
+    /// `precision`; an error when this CPU cannot.
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<Self, ModelError> {
+        if !precision.available() {
+            return Err(ModelError::Precision(precision));
+        }
         let device = Device::Cpu;
         let config = read_config(dir)?;
         let labels = config.labels().map_err(|e| ModelError::Config {
@@ -230,9 +245,10 @@ impl Classifier {
         let (weights, weights_sha256) = read_weights(dir, &device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
         let mut network = BertClassifier::load(vb, &config, Kernels::Fast)?;
-        network.pack_for_inference()?;
+        network.pack_for_inference(precision)?;
         Ok(Self {
             features: Representation::last_mean(network.layer_count()),
+            precision,
             config,
             labels,
             encoder,

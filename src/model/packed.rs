@@ -41,11 +41,56 @@ pub enum Activation {
     Gelu,
 }
 
-/// Packed weights, f16 when that loses nothing.
+/// The arithmetic of the packed dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 products and sums (weights stored as f16 when that loses nothing).
+    #[default]
+    F32,
+    /// bfloat16 products of weights and inputs (both rounded to 8 significant
+    /// bits) summed in f32: AVX-512 BF16 computes two per lane and instruction.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this CPU computes at this precision with the packed kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Precision::F32 => true,
+            Precision::Bf16 => avx512_available() && bf16_available(),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}': f32 or bf16")),
+        }
+    }
+}
+
+/// Packed weights: f32, f16 when that loses nothing, or bf16 pairs.
 #[derive(Debug, Clone)]
 enum Panels {
     F32(Vec<f32>),
     F16(Vec<half::f16>),
+    /// Two bf16 weights of consecutive inputs per `u32` (the even input in
+    /// the low half), `PANEL` of them per input pair.
+    Bf16(Vec<u32>),
 }
 
 /// A weight `(outputs, inputs)` and bias packed for [`PackedDense::forward`].
@@ -63,13 +108,23 @@ impl PackedDense {
     /// Packs `weight` `(outputs, inputs)` and `bias` `(outputs)`, or `None`
     /// when this CPU has no AVX-512F.
     pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Option<Self>> {
-        if !avx512_available() {
-            return Ok(None);
-        }
-        Self::pack(weight, bias).map(Some)
+        Self::with_precision(weight, bias, Precision::F32)
     }
 
-    fn pack(weight: &Tensor, bias: &Tensor) -> Result<Self> {
+    /// As [`PackedDense::new`], computing at `precision`; `None` also when
+    /// this CPU lacks it.
+    pub fn with_precision(
+        weight: &Tensor,
+        bias: &Tensor,
+        precision: Precision,
+    ) -> Result<Option<Self>> {
+        if !avx512_available() || !precision.available() {
+            return Ok(None);
+        }
+        Self::pack(weight, bias, precision).map(Some)
+    }
+
+    fn pack(weight: &Tensor, bias: &Tensor, precision: Precision) -> Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
         let rows = weight.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let panel_count = outputs.div_ceil(PANEL);
@@ -82,10 +137,12 @@ impl PackedDense {
             }
         }
         let exactly_half = panels.iter().all(|&w| half::f16::from_f32(w).to_f32() == w);
-        let panels = if exactly_half {
-            Panels::F16(panels.iter().map(|&w| half::f16::from_f32(w)).collect())
-        } else {
-            Panels::F32(panels)
+        let panels = match precision {
+            Precision::Bf16 => Panels::Bf16(bf16_pairs(&panels, inputs)),
+            Precision::F32 if exactly_half => {
+                Panels::F16(panels.iter().map(|&w| half::f16::from_f32(w)).collect())
+            }
+            Precision::F32 => Panels::F32(panels),
         };
         let mut bias = bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         bias.resize(panel_count * PANEL, 0.0);
@@ -141,6 +198,9 @@ impl PackedDense {
     #[target_feature(enable = "avx512f")]
     unsafe fn compute(&self, input: &[f32], rows: usize, output: &mut [f32], act: Activation) {
         let k = self.inputs.max(1);
+        if let Panels::Bf16(all) = &self.panels {
+            return self.compute_bf16(all, input, rows, output, act);
+        }
         // Rows in chunks that stay in the core's L2 while every panel passes over them.
         let chunk = (CHUNK_BYTES / (k * 4)).max(ROWS) / ROWS * ROWS;
         let mut start = 0;
@@ -155,6 +215,69 @@ impl PackedDense {
                 );
             }
             start = end;
+        }
+    }
+
+    /// [`PackedDense::compute`] for bf16 panels: the input rows rounded to
+    /// bf16 pairs once, then every panel over them.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn compute_bf16(
+        &self,
+        panels: &[u32],
+        input: &[f32],
+        rows: usize,
+        output: &mut [f32],
+        act: Activation,
+    ) {
+        let pairs = self.inputs.div_ceil(2);
+        // Rows in chunks that stay in the core's L2 while every panel passes over them.
+        let chunk = (CHUNK_BYTES / (pairs * 4)).max(ROWS) / ROWS * ROWS;
+        let mut x = Vec::with_capacity(chunk.min(rows) * pairs);
+        for (input, output) in input
+            .chunks(chunk * self.inputs)
+            .zip(output.chunks_mut(chunk * self.outputs))
+            .take(rows.div_ceil(chunk))
+        {
+            x.clear();
+            for row in input.chunks_exact(self.inputs) {
+                x.extend(row.chunks(2).map(|pair| {
+                    bf16_bits(pair[0]) | (pair.get(1).map_or(0, |&odd| bf16_bits(odd)) << 16)
+                }));
+            }
+            self.panels_over_bf16_rows(panels, &x, output, act);
+        }
+    }
+
+    /// Every bf16 panel over `x`'s rows of bf16 pairs, [`ROWS`] at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn panels_over_bf16_rows(
+        &self,
+        panels: &[u32],
+        x: &[u32],
+        output: &mut [f32],
+        act: Activation,
+    ) {
+        let pairs = self.inputs.div_ceil(2);
+        let rows = x.len() / pairs;
+        for panel in 0..self.outputs.div_ceil(PANEL) {
+            let weights = &panels[panel * pairs * PANEL..(panel + 1) * pairs * PANEL];
+            let first = panel * PANEL;
+            let width = PANEL.min(self.outputs - first);
+            let mut row = 0;
+            while row < rows {
+                let take = ROWS.min(rows - row);
+                let mut tile = [[0f32; PANEL]; ROWS];
+                let x = &x[row * pairs..(row + take) * pairs];
+                kernel::tile_bf16(x, take, pairs, weights, &mut tile);
+                kernel::finish(&mut tile[..take], &self.bias[first..first + PANEL], act);
+                for (r, values) in tile.iter().take(take).enumerate() {
+                    let at = (row + r) * self.outputs + first;
+                    output[at..at + width].copy_from_slice(&values[..width]);
+                }
+                row += take;
+            }
         }
     }
 
@@ -182,6 +305,7 @@ impl PackedDense {
             match &self.panels {
                 Panels::F32(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
                 Panels::F16(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
+                Panels::Bf16(_) => unreachable!("compute sends bf16 panels to compute_bf16"),
             }
             kernel::finish(&mut tile[..take], bias, act);
             for (r, values) in tile.iter().take(take).enumerate() {
@@ -213,6 +337,42 @@ fn avx512_available() -> bool {
 /// [-4, 4] (beyond which erf is ±1 in f32); the coefficients are the
 /// minimax fit Eigen and XLA use for f32 erf.
 #[inline(always)]
+/// Whether the CPU has AVX-512 BF16 (`vdpbf16ps`).
+fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x` rounded to the nearest bf16, as its 16 bits.
+fn bf16_bits(x: f32) -> u32 {
+    u32::from(half::bf16::from_f32(x).to_bits())
+}
+
+/// f32 panels of `inputs × PANEL` as bf16 pairs of consecutive inputs
+/// (`inputs / 2` rounded up × `PANEL`), the odd input past the end zero.
+fn bf16_pairs(panels: &[f32], inputs: usize) -> Vec<u32> {
+    let pairs = inputs.div_ceil(2);
+    let mut out = Vec::with_capacity(panels.len() / inputs.max(1) * pairs);
+    for panel in panels.chunks_exact(inputs * PANEL) {
+        for pair in 0..pairs {
+            for lane in 0..PANEL {
+                let even = panel[2 * pair * PANEL + lane];
+                let odd = panel
+                    .get((2 * pair + 1) * PANEL + lane)
+                    .filter(|_| 2 * pair + 1 < inputs);
+                out.push(bf16_bits(even) | (odd.map_or(0, |&w| bf16_bits(w)) << 16));
+            }
+        }
+    }
+    out
+}
+
 pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -278,6 +438,58 @@ mod kernel {
             3 => rows::<W, 3>(x, k, panel, tile),
             2 => rows::<W, 2>(x, k, panel, tile),
             _ => rows::<W, 1>(x, k, panel, tile),
+        }
+    }
+
+    /// `tile[r][j] = Σ_p x[r·pairs + p] · panel[p·PANEL + j]`, each term the
+    /// sum of two bf16 products, for `r < take`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile_bf16(
+        x: &[u32],
+        take: usize,
+        pairs: usize,
+        panel: &[u32],
+        tile: &mut [[f32; PANEL]; ROWS],
+    ) {
+        match take {
+            8 => rows_bf16::<8>(x, pairs, panel, tile),
+            7 => rows_bf16::<7>(x, pairs, panel, tile),
+            6 => rows_bf16::<6>(x, pairs, panel, tile),
+            5 => rows_bf16::<5>(x, pairs, panel, tile),
+            4 => rows_bf16::<4>(x, pairs, panel, tile),
+            3 => rows_bf16::<3>(x, pairs, panel, tile),
+            2 => rows_bf16::<2>(x, pairs, panel, tile),
+            _ => rows_bf16::<1>(x, pairs, panel, tile),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn rows_bf16<const R: usize>(
+        x: &[u32],
+        pairs: usize,
+        panel: &[u32],
+        tile: &mut [[f32; PANEL]; ROWS],
+    ) {
+        assert!(x.len() >= R * pairs && panel.len() >= pairs * PANEL);
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+        for p in 0..pairs {
+            // SAFETY: p < pairs, so p·PANEL + 32 ≤ panel.len() and r·pairs + p < x.len().
+            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(p * PANEL).cast()));
+            let w1: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(wp.add(p * PANEL + 16).cast()));
+            for r in 0..R {
+                let xv: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*xp.add(r * pairs + p) as i32));
+                lo[r] = _mm512_dpbf16_ps(lo[r], xv, w0);
+                hi[r] = _mm512_dpbf16_ps(hi[r], xv, w1);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(tile[r].as_mut_ptr(), lo[r]);
+            _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), hi[r]);
         }
     }
 
@@ -489,6 +701,81 @@ mod tests {
         let weight = random(&[40, 24], 4);
         let packed = PackedDense::new(&weight, &bias).unwrap().unwrap();
         assert!(matches!(packed.panels, Panels::F32(_)));
+    }
+
+    #[test]
+    fn a_bf16_layer_computes_the_products_of_bf16_rounded_inputs_and_weights() {
+        if !Precision::Bf16.available() {
+            eprintln!("no AVX-512 BF16 here: nothing to compare");
+            return;
+        }
+        let bf16 = |t: &Tensor| {
+            t.to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+        };
+        // Odd input widths leave half a pair of zeros; 40 rows make 5 whole tiles, 13 do not.
+        for (rows, inputs, outputs) in [(1, 8, 2), (13, 51, 37), (40, 384, 96), (9, 33, 31)] {
+            let (weight, bias) = (random(&[outputs, inputs], 1), random(&[outputs], 2));
+            let packed = PackedDense::with_precision(&weight, &bias, Precision::Bf16)
+                .unwrap()
+                .unwrap();
+            let x = random(&[rows, inputs], 3);
+            let expected = bf16(&x)
+                .matmul(&bf16(&weight).t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
+            let got = packed.forward(&x, Activation::Identity).unwrap();
+            assert!(
+                max_difference(&got, &expected) < 1e-5,
+                "{rows}x{inputs}→{outputs}"
+            );
+            // Against f32 arithmetic: as close as 8 significant bits allow.
+            let exact = x
+                .matmul(&weight.t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
+            assert!(max_difference(&got, &exact) < 0.02 * (inputs as f32).sqrt() / 4.0);
+        }
+    }
+
+    #[test]
+    fn bf16_rows_shared_among_threads_give_the_same_bits_as_one_thread() {
+        if !Precision::Bf16.available() {
+            return;
+        }
+        let (weight, bias) = (random(&[70, 48], 4), random(&[70], 5));
+        let packed = PackedDense::with_precision(&weight, &bias, Precision::Bf16)
+            .unwrap()
+            .unwrap();
+        let x = random(&[3, 29, 48], 6);
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| packed.forward(&x, Activation::Gelu).unwrap())
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn precisions_read_and_print_as_their_names() {
+        for p in [Precision::F32, Precision::Bf16] {
+            assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
+        }
+        assert!("int4"
+            .parse::<Precision>()
+            .unwrap_err()
+            .contains("f32 or bf16"));
     }
 
     #[test]

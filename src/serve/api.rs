@@ -373,6 +373,9 @@ pub struct ModelInfo {
     pub temperature: f64,
     /// Hex sha256 of model.safetensors.
     pub weights_sha256: String,
+    /// Arithmetic of the dense layers: `f32`, or `bf16` (`--precision`).
+    #[serde(default)]
+    pub precision: String,
     /// Contents of metrics.json when the model has one.
     #[schema(value_type = Object)]
     pub training_metrics: Option<serde_json::Value>,

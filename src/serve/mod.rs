@@ -47,7 +47,7 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::model::Classifier;
+use crate::model::{Classifier, Precision};
 use crate::store::log::{LogSettings, LogWriter, PredictionLog};
 use crate::store::{redact, ModelRecord, Store};
 use crate::uncertainty::calibration::Calibration;
@@ -104,6 +104,8 @@ pub struct ServeSettings {
     pub insecure_no_auth: bool,
     /// The prediction log and feedback database; `None` keeps nothing.
     pub persistence: Option<Persistence>,
+    /// Arithmetic of the model's dense layers.
+    pub precision: Precision,
 }
 
 /// Where predictions and feedback are kept.
@@ -209,9 +211,11 @@ impl Server {
     /// Loads the model, starts the engine and opens the store.
     async fn start(model_dir: &Path, settings: ServeSettings) -> anyhow::Result<Self> {
         let dir = model_dir.to_path_buf();
-        let mut classifier = tokio::task::spawn_blocking(move || Classifier::load(&dir))
-            .await?
-            .with_context(|| format!("loading model {}", model_dir.display()))?;
+        let precision = settings.precision;
+        let mut classifier =
+            tokio::task::spawn_blocking(move || Classifier::load_with(&dir, precision))
+                .await?
+                .with_context(|| format!("loading model {}", model_dir.display()))?;
         let mut calibration = Calibration::load(model_dir)?;
         if let Some(c) = &mut calibration {
             let (labels, hidden) = (classifier.labels.len(), classifier.config.hidden_size);
@@ -567,6 +571,7 @@ fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibrat
         ],
         temperature: c.candor.temperature,
         weights_sha256: classifier.weights_sha256.clone(),
+        precision: classifier.precision.to_string(),
         training_metrics,
         calibration: calibration.map(|c| CalibrationInfo {
             examples: c.examples,

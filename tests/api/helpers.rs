@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use candor::model::Precision;
 use candor::serve::engine::BatchSettings;
 use candor::serve::listen::ConnectionSettings;
 use candor::serve::{Limits, SamplingLimits, ServeSettings};
@@ -42,6 +43,7 @@ pub fn test_settings() -> ServeSettings {
         },
         api_key: None,
         insecure_no_auth: false,
+        precision: Precision::F32,
         persistence: None,
     }
 }

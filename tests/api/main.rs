@@ -15,6 +15,7 @@ mod limits;
 mod load;
 mod operations;
 mod persistence;
+mod precision;
 mod prediction_log;
 mod properties;
 mod review_queue;
