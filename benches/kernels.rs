@@ -1,16 +1,14 @@
 //! candor's inference kernels against the candle compositions they replace.
 //!
 //! `cargo bench --bench kernels` (one thread unless `CANDOR_THREADS=N`):
-//! the packed dense layer ([`candor::model::packed`], f32 and bf16) against candle's
-//! `matmul` + bias + GELU, and the fused attention
-//! ([`candor::model::attention`]) against split heads, `q · kᵀ`, scale, mask,
-//! softmax, `· v` and merged heads, at MiniLM's sizes (hidden 384, 12 heads,
-//! feed-forward 1536) for one text of 27 pieces and for 32 such texts.
+//! the packed dense layer ([`candor::model::packed`]: f32 weights, f16
+//! weights, bf16 arithmetic) against candle's `matmul` + bias (+ GELU), at
+//! MiniLM's sizes (hidden 384, feed-forward 1536) for one text of 27 pieces
+//! and for 32 such texts.
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, D};
-use candor::model::attention::{attend, Heads};
+use candle_core::{DType, Device, Tensor};
 use candor::model::packed::{Activation, PackedDense, Precision};
 
 fn random(shape: &[usize], seed: u64) -> anyhow::Result<Tensor> {
@@ -34,31 +32,6 @@ fn micros(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
         calls += 1;
     }
     Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(calls))
-}
-
-fn composed_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: &Tensor,
-    shape: Heads,
-) -> candle_core::Result<Tensor> {
-    let (b, s, h) = q.dims3()?;
-    let split = |x: &Tensor| {
-        x.reshape((b, s, shape.heads, shape.head_size))?
-            .transpose(1, 2)?
-            .contiguous()
-    };
-    let scores = (split(q)?.matmul(&split(k)?.t()?)? / (shape.head_size as f64).sqrt())?;
-    let probs = candle_nn::ops::softmax_last_dim(
-        &scores
-            .broadcast_add(&bias.reshape((b, 1, 1, s))?)?
-            .contiguous()?,
-    )?;
-    probs
-        .matmul(&split(v)?)?
-        .transpose(1, 2)?
-        .reshape((b, s, h))
 }
 
 /// One dense layer `rows × inputs → outputs`, candle against packed f32 and packed f16 weights.
@@ -123,51 +96,6 @@ fn main() -> anyhow::Result<()> {
         ] {
             dense(rows, inputs, outputs, activation)?;
         }
-
-        let shape = Heads {
-            batch,
-            seq,
-            heads: 12,
-            head_size: 32,
-        };
-        let (q, k, v) = (
-            random(&[batch, seq, hidden], 4)?,
-            random(&[batch, seq, hidden], 5)?,
-            random(&[batch, seq, hidden], 6)?,
-        );
-        // The last three positions of every text are padding.
-        let mask: Vec<f32> = (0..rows)
-            .map(|i| if i % seq >= seq - 3 { -1e9 } else { 0.0 })
-            .collect();
-        let mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu)?;
-        let values =
-            |t: &Tensor| -> anyhow::Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-        let (qv, kv, vv, mv) = (values(&q)?, values(&k)?, values(&v)?, values(&mask)?);
-        let candle = micros(|| {
-            composed_attention(&q, &k, &v, &mask, shape)?;
-            Ok(())
-        })?;
-        let ours = micros(|| {
-            let context = attend(&qv, &kv, &vv, &mv, shape, None);
-            Tensor::from_vec(context, (batch, seq, hidden), &Device::Cpu)?;
-            Ok(())
-        })?;
-        let difference = (composed_attention(&q, &k, &v, &mask, shape)?
-            - Tensor::from_vec(
-                attend(&qv, &kv, &vv, &mv, shape, None),
-                (batch, seq, hidden),
-                &Device::Cpu,
-            )?)?
-        .abs()?
-        .max(D::Minus1)?
-        .flatten_all()?
-        .max(0)?
-        .to_dtype(DType::F32)?
-        .to_scalar::<f32>()?;
-        println!(
-            "attention {batch}×{seq}, 12 heads of 32: candle {candle:>8.1} µs, fused {ours:>8.1} µs, {:.2}× (largest difference {difference:.1e})",
-            candle / ours
-        );
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # candor against the references, in one run, on the same model directory and texts.
 #   scripts/side-by-side.sh forward MODEL_DIR [DATA]   tokenize + forward at batch 1 and 32, on
-#       1 and 2 threads: candor (cargo bench --bench inference) against PyTorch eager f32,
+#       1 and 2 threads: candor at f32 and bf16 (cargo bench --bench inference) against PyTorch eager f32,
 #       PyTorch dynamic int8 and ONNX Runtime f32 (scripts/reference/forward_bench.py)
 #   scripts/side-by-side.sh http MODEL_DIR [SECONDS]   wrk on loopback: candor serve (its
 #       defaults) against a FastAPI + PyTorch service on 2 torch threads
@@ -26,31 +26,39 @@ echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}')
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }'; }
 
 forward() {
-  local model="${1:?model directory}" data="${2:-data/rotten_tomatoes.jsonl}" threads out
+  local model="${1:?model directory}" data="${2:-data/rotten_tomatoes.jsonl}" threads
   echo "forward pass, $model, $data (texts/s, tokenize + forward)"
   echo
-  echo "| threads | batch | candor | PyTorch f32 | PyTorch int8 | ONNX Runtime f32 | candor ÷ PyTorch f32 / int8 / ONNX |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| threads | batch | candor f32 | candor bf16 | PyTorch f32 | PyTorch int8 | ONNX Runtime f32 | candor f32 ÷ ONNX, ÷ PyTorch f32 | candor bf16 ÷ PyTorch int8 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for threads in 1 2; do
-    out=$(CANDOR_MODEL="$model" CANDOR_THREADS=$threads CANDOR_BENCH_DATA="$data" CANDOR_BENCH_FORWARD_ONLY=1 \
-      cargo bench --quiet --bench inference 2>/dev/null)
-    local ours=(
-      "$(echo "$out" | awk '$1=="batch" && $2=="1:" {print $3}')"
-      "$(echo "$out" | awk '$1=="batch" && $2=="32:" && /file order/ {print $3}')"
-      "$(echo "$out" | awk '$1=="batch" && $2=="32:" && /sorted/ {print $3}')"
-    )
-    local refs
+    local f32 bf16 refs
+    f32=$(candor_forward "$model" "$data" $threads f32)
+    bf16=$(candor_forward "$model" "$data" $threads bf16)
     refs=$("$python" scripts/reference/forward_bench.py "$model" "$data" $threads 2>/dev/null)
-    local i=0
+    local i=1
     for case in "1 file" "32 file" "32 sorted"; do
-      local t i8 ox
+      local ours ours_bf16 t i8 ox
+      ours=$(echo "$f32" | cut -d' ' -f$i)
+      ours_bf16=$(echo "$bf16" | cut -d' ' -f$i)
       t=$(echo "$refs" | awk -v c="$case" '$1=="torch" && $2" "$3==c {print $4}')
       i8=$(echo "$refs" | awk -v c="$case" '$1=="torch-int8" && $2" "$3==c {print $4}')
       ox=$(echo "$refs" | awk -v c="$case" '$1=="onnx" && $2" "$3==c {print $4}')
-      echo "| $threads | ${case/ file/ (file order)} | ${ours[$i]} | $t | $i8 | $ox | $(ratio "${ours[$i]}" "$t") / $(ratio "${ours[$i]}" "$i8") / $(ratio "${ours[$i]}" "$ox") |"
+      echo "| $threads | ${case/ file/ (file order)} | $ours | $ours_bf16 | $t | $i8 | $ox | $(ratio "$ours" "$ox"), $(ratio "$ours" "$t") | $(ratio "$ours_bf16" "$i8") |"
       i=$((i + 1))
     done
   done
+}
+
+# candor_forward MODEL DATA THREADS PRECISION: prints texts/s at batch 1, 32 in file order, 32 sorted
+# ("–" when this CPU lacks the precision).
+candor_forward() {
+  local out
+  out=$(CANDOR_MODEL="$1" CANDOR_BENCH_DATA="$2" CANDOR_THREADS=$3 CANDOR_PRECISION=$4 CANDOR_BENCH_FORWARD_ONLY=1 \
+    cargo bench --quiet --bench inference 2>/dev/null) || { echo "– – –"; return; }
+  echo "$(echo "$out" | awk '$1=="batch" && $2=="1:" {print $3}')" \
+    "$(echo "$out" | awk '$1=="batch" && $2=="32:" && /file order/ {print $3}')" \
+    "$(echo "$out" | awk '$1=="batch" && $2=="32:" && /sorted/ {print $3}')"
 }
 
 # load URL PATH BODY CONCURRENCY SECONDS: prints "REQUESTS_PER_S P50".

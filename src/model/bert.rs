@@ -9,11 +9,9 @@ use candle_nn::{Embedding, VarBuilder};
 
 use std::sync::Arc;
 
-use super::attention::{attend, AttentionDropout, Heads};
 use super::config::BertConfig;
-use super::dropout::{dropout, DropoutMode, MaskStream, Site};
+use super::dropout::{dropout, DropoutMode, Site};
 use super::packed::{Activation, PackedDense, Precision};
-use super::view::F32View;
 
 /// Added to attention scores of padding positions; exp() of it is exactly 0 in f32.
 const MASKED_SCORE: f64 = -1e9;
@@ -267,22 +265,19 @@ impl Attention {
         })
     }
 
-    /// The attention context `(batch, seq, hidden)` composed of candle's
-    /// differentiable operations.
-    fn composed_context(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask_bias: &Tensor,
-        step: &Step,
-    ) -> Result<Tensor> {
-        let (b, s, h) = q.dims3()?;
-        let (q, k, v) = (
-            self.split_heads(q)?,
-            self.split_heads(k)?,
-            self.split_heads(v)?,
-        );
+    /// `(batch, seq, hidden)` → `(batch, heads, seq, head_size)`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        x.reshape((b, s, self.heads, self.head_size))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor, step: &Step) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let q = self.split_heads(&self.query.forward(x)?)?;
+        let k = self.split_heads(&self.key.forward(x)?)?;
+        let v = self.split_heads(&self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (self.head_size as f64).sqrt())?;
         let probs = softmax_last(&scores.broadcast_add(mask_bias)?, step.kernels)?;
         let p = self.max_positions;
@@ -293,69 +288,7 @@ impl Attention {
             &[p * p, p, 1],
             step.mode,
         )?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
-    }
-
-    /// The same context from the fused inference kernel ([`super::attention`]).
-    fn fused_context(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask_bias: &Tensor,
-        step: &Step,
-    ) -> Result<Tensor> {
-        let (batch, seq, _) = q.dims3()?;
-        let shape = Heads {
-            batch,
-            seq,
-            heads: self.heads,
-            head_size: self.head_size,
-        };
-        let dropout = match step.mode {
-            DropoutMode::On(keys) if self.attention_dropout > 0.0 => Some(AttentionDropout {
-                streams: keys
-                    .iter()
-                    .map(|&key| {
-                        MaskStream::new(key, Site::in_layer(step.layer, 0), self.attention_dropout)
-                    })
-                    .collect(),
-                positions: self.max_positions as usize,
-            }),
-            _ => None,
-        };
-        let (q_values, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-        let bias = mask_bias.contiguous()?;
-        let context = attend(
-            &F32View::of(&q_values)?,
-            &F32View::of(&k)?,
-            &F32View::of(&v)?,
-            &F32View::of(&bias)?,
-            shape,
-            dropout.as_ref(),
-        );
-        Tensor::from_vec(context, q.dims(), q.device())
-    }
-
-    /// `(batch, seq, hidden)` → `(batch, heads, seq, head_size)`.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_size))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
-    fn forward(&self, x: &Tensor, mask_bias: &Tensor, step: &Step) -> Result<Tensor> {
-        let h = x.dim(D::Minus1)?;
-        let (q, k, v) = (
-            self.query.forward(x)?,
-            self.key.forward(x)?,
-            self.value.forward(x)?,
-        );
-        let context = match step.kernels {
-            Kernels::Fast => self.fused_context(&q, &k, &v, mask_bias, step)?,
-            Kernels::Differentiable => self.composed_context(&q, &k, &v, mask_bias, step)?,
-        };
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
         let out = self.output.forward(&context)?;
         let out = dropout(
             &out,

@@ -82,48 +82,26 @@ pub fn dropout(
 /// The mask values (0 or 1/(1−p)) in row-major order of `[rows, inner…]`.
 fn mask_values(row_keys: &[u64], inner: &[usize], strides: &[u64], p: f64, site: Site) -> Vec<f32> {
     let per_row: usize = inner.iter().product();
+    let scale = (1.0 / (1.0 - p)) as f32;
+    // Keep an element when its 24-bit uniform draw is at least p, as candle keeps `rand >= p`.
+    let threshold = (p * (1u64 << 24) as f64).ceil() as u64;
     let mut out = Vec::with_capacity(row_keys.len() * per_row);
     for &row_key in row_keys {
-        let stream = MaskStream::new(row_key, site, p);
-        out.extend((0..per_row).map(|flat| stream.value(logical_index(flat, inner, strides))));
+        let key = mix(row_key, site.0);
+        for flat in 0..per_row {
+            let index = logical_index(flat, inner, strides);
+            let bits = hash64(key.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            out.push(if (bits >> 40) >= threshold {
+                scale
+            } else {
+                0.0
+            });
+        }
     }
     out
 }
 
-/// One row's dropout mask at one site: each element's value (0, or
-/// `1 / (1 - p)` to keep the expectation) is a hash of the row's key, the
-/// site and the element's logical index, so any kernel can draw it.
-#[derive(Debug, Clone, Copy)]
-pub struct MaskStream {
-    key: u64,
-    threshold: u64,
-    scale: f32,
-}
-
-impl MaskStream {
-    /// The mask of the row with key `row_key` at `site`, dropping with probability `p`.
-    pub fn new(row_key: u64, site: Site, p: f64) -> Self {
-        Self {
-            key: mix(row_key, site.0),
-            threshold: (p * (1u64 << 24) as f64).ceil() as u64,
-            scale: (1.0 / (1.0 - p)) as f32,
-        }
-    }
-
-    /// The mask value of the element at logical `index`.
-    pub fn value(&self, index: u64) -> f32 {
-        let bits = hash64(
-            self.key
-                .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-        );
-        if (bits >> 40) >= self.threshold {
-            self.scale
-        } else {
-            0.0
-        }
-    }
-}
-
+/// Converts a row-major offset in `inner` into the padding-independent index.
 fn logical_index(mut flat: usize, inner: &[usize], strides: &[u64]) -> u64 {
     let mut index = 0u64;
     for (dim, stride) in inner.iter().zip(strides).rev() {

@@ -6,7 +6,6 @@
 //! `BertForSequenceClassification`) and `tokenizer.json`. This module knows
 //! nothing of HTTP or databases.
 
-pub mod attention;
 pub mod bert;
 pub mod config;
 pub mod dropout;
