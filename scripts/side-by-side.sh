@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:?usage: scripts/side-by-side.sh forward|http|train ...}"
 python="${CANDOR_PYTHON:-$(scripts/python-env.sh)}"
+command -v wrk > /dev/null || [ "$what" != http ] || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 "$python" -c "import onnxruntime, onnx, fastapi, uvicorn" 2>/dev/null ||
   "$python" -m pip install --quiet onnxruntime onnx fastapi uvicorn >&2
 cargo build --release --quiet
@@ -81,6 +82,7 @@ http() {
       "$python" scripts/reference/fastapi_service.py "$model" $port 2 > /tmp/side-by-side-pytorch.log 2>&1 &
     fi
     pid=$!
+    trap 'kill ${pid:-} 2>/dev/null || true' EXIT
     until curl -sf "$url/readyz" > /dev/null; do sleep 0.3; done
     for c in "${cases[@]}"; do
       IFS='|' read -r path body concurrency <<< "$c"
