@@ -1,7 +1,7 @@
 //! Inference throughput and the cost of MC-dropout sampling, on the shipped model.
 //!
 //! `cargo bench --bench inference` (optionally `CANDOR_MODEL=DIR`, `CANDOR_THREADS=N`, default 1,
-//! `CANDOR_PRECISION=f32|bf16`, default f32,
+//! `CANDOR_PRECISION=f32|bf16|int8`, default f32,
 //! and `CANDOR_BENCH_DATA=FILE`, default the review sentences of `data/rotten_tomatoes.jsonl`).
 //! Reports texts/s at batch 1 and 32, and the latency of one uncertainty
 //! request with 30 samples against one plain prediction: `full` mode (one

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # candor against the references, in one run, on the same model directory and texts.
 #   scripts/side-by-side.sh forward MODEL_DIR [DATA]   tokenize + forward at batch 1 and 32, on
-#       1 and 2 threads: candor at f32 and bf16 (cargo bench --bench inference) against PyTorch eager f32,
+#       1 and 2 threads: candor at f32, bf16 and int8 (cargo bench --bench inference) against PyTorch eager f32,
 #       PyTorch dynamic int8 and ONNX Runtime f32 (scripts/reference/forward_bench.py)
 #   scripts/side-by-side.sh http MODEL_DIR [SECONDS]   wrk on loopback: candor serve (its
 #       defaults) against a FastAPI + PyTorch service on 2 torch threads
@@ -30,22 +30,24 @@ forward() {
   local model="${1:?model directory}" data="${2:-data/rotten_tomatoes.jsonl}" threads
   echo "forward pass, $model, $data (texts/s, tokenize + forward)"
   echo
-  echo "| threads | batch | candor f32 | candor bf16 | PyTorch f32 | PyTorch int8 | ONNX Runtime f32 | candor f32 ÷ ONNX, ÷ PyTorch f32 | candor bf16 ÷ PyTorch int8 |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| threads | batch | candor f32 | candor bf16 | candor int8 | PyTorch f32 | PyTorch int8 | ONNX Runtime f32 | candor f32 ÷ ONNX, ÷ PyTorch f32 | candor int8 ÷ PyTorch int8 |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for threads in 1 2; do
-    local f32 bf16 refs
+    local f32 bf16 int8 refs
     f32=$(candor_forward "$model" "$data" $threads f32)
     bf16=$(candor_forward "$model" "$data" $threads bf16)
+    int8=$(candor_forward "$model" "$data" $threads int8)
     refs=$("$python" scripts/reference/forward_bench.py "$model" "$data" $threads 2>/dev/null)
     local i=1
     for case in "1 file" "32 file" "32 sorted"; do
-      local ours ours_bf16 t i8 ox
+      local ours ours_bf16 ours_int8 t i8 ox
       ours=$(echo "$f32" | cut -d' ' -f$i)
       ours_bf16=$(echo "$bf16" | cut -d' ' -f$i)
+      ours_int8=$(echo "$int8" | cut -d' ' -f$i)
       t=$(echo "$refs" | awk -v c="$case" '$1=="torch" && $2" "$3==c {print $4}')
       i8=$(echo "$refs" | awk -v c="$case" '$1=="torch-int8" && $2" "$3==c {print $4}')
       ox=$(echo "$refs" | awk -v c="$case" '$1=="onnx" && $2" "$3==c {print $4}')
-      echo "| $threads | ${case/ file/ (file order)} | $ours | $ours_bf16 | $t | $i8 | $ox | $(ratio "$ours" "$ox"), $(ratio "$ours" "$t") | $(ratio "$ours_bf16" "$i8") |"
+      echo "| $threads | ${case/ file/ (file order)} | $ours | $ours_bf16 | $ours_int8 | $t | $i8 | $ox | $(ratio "$ours" "$ox"), $(ratio "$ours" "$t") | $(ratio "$ours_int8" "$i8") |"
       i=$((i + 1))
     done
   done

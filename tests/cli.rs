@@ -361,7 +361,7 @@ fn an_unknown_precision_is_refused_naming_the_ones_there_are() {
         "Who wrote Hamlet ?",
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("f32 or bf16"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("f32, bf16 or int8"), "{}", stderr(&o));
 }
 
 #[test]

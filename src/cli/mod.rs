@@ -38,9 +38,11 @@ pub struct Cli {
     #[arg(long, env = "CANDOR_THREADS", global = true)]
     pub threads: Option<usize>,
     /// Arithmetic of the model's dense layers when serving, evaluating,
-    /// calibrating and predicting: f32, or bf16 (products of bfloat16-rounded
-    /// weights and inputs summed in f32; needs AVX-512 BF16; faster, with a
-    /// small change to the probabilities, see docs/performance.md).
+    /// calibrating and predicting: f32; bf16 (products of bfloat16-rounded
+    /// weights and inputs summed in f32; needs AVX-512 BF16); or int8
+    /// (dynamic quantisation: weights per output, inputs per row, integer
+    /// sums; needs AVX-512 VNNI). The reduced ones are faster and change the
+    /// probabilities slightly: see docs/performance.md.
     #[arg(long, env = "CANDOR_PRECISION", default_value_t = Precision::F32, global = true)]
     pub precision: Precision,
     /// Log line format.

@@ -10,6 +10,7 @@ pub mod bert;
 pub mod config;
 pub mod dropout;
 pub mod features;
+mod int8;
 pub mod packed;
 pub mod tokenizer;
 mod view;
@@ -62,7 +63,7 @@ pub enum ModelError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     /// This CPU cannot compute at the precision asked for.
-    #[error("this CPU cannot compute at {0} precision (bf16 needs AVX-512 BF16); use f32")]
+    #[error("this CPU cannot compute at {0} precision (bf16 needs AVX-512 BF16, int8 AVX-512 VNNI); use f32")]
     Precision(Precision),
 }
 

@@ -20,12 +20,13 @@
 
 use candle_core::{Result, Tensor};
 
+use super::int8::{self, Int8Panels, QuantisedRows};
 use super::view::F32View;
 
 /// Output columns per panel: two 16-lane registers.
-const PANEL: usize = 32;
+pub(super) const PANEL: usize = 32;
 /// Input rows computed together against one panel (16 accumulators).
-const ROWS: usize = 8;
+pub(super) const ROWS: usize = 8;
 /// Input bytes computed against every panel before moving on (a share of L2).
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Fewest rows worth a thread of their own: below it, handing work to
@@ -50,6 +51,10 @@ pub enum Precision {
     /// bfloat16 products of weights and inputs (both rounded to 8 significant
     /// bits) summed in f32: AVX-512 BF16 computes two per lane and instruction.
     Bf16,
+    /// Dynamic int8 quantisation (see [`super::int8`]): weights per output,
+    /// inputs per row, integer sums; AVX-512 VNNI computes four per lane and
+    /// instruction.
+    Int8,
 }
 
 impl Precision {
@@ -58,6 +63,7 @@ impl Precision {
         match self {
             Precision::F32 => true,
             Precision::Bf16 => avx512_available() && bf16_available(),
+            Precision::Int8 => avx512_available() && int8::available(),
         }
     }
 }
@@ -67,6 +73,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         })
     }
 }
@@ -78,7 +85,8 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision '{other}': f32 or bf16")),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("unknown precision '{other}': f32, bf16 or int8")),
         }
     }
 }
@@ -91,6 +99,8 @@ enum Panels {
     /// Two bf16 weights of consecutive inputs per `u32` (the even input in
     /// the low half), `PANEL` of them per input pair.
     Bf16(Vec<u32>),
+    /// Four i8 weights of consecutive inputs per `u32`, with their scales.
+    Int8(Int8Panels),
 }
 
 /// A weight `(outputs, inputs)` and bias packed for [`PackedDense::forward`].
@@ -139,6 +149,7 @@ impl PackedDense {
         let exactly_half = panels.iter().all(|&w| half::f16::from_f32(w).to_f32() == w);
         let panels = match precision {
             Precision::Bf16 => Panels::Bf16(bf16_pairs(&panels, inputs)),
+            Precision::Int8 => Panels::Int8(Int8Panels::new(&panels, inputs)),
             Precision::F32 if exactly_half => {
                 Panels::F16(panels.iter().map(|&w| half::f16::from_f32(w)).collect())
             }
@@ -198,8 +209,10 @@ impl PackedDense {
     #[target_feature(enable = "avx512f")]
     unsafe fn compute(&self, input: &[f32], rows: usize, output: &mut [f32], act: Activation) {
         let k = self.inputs.max(1);
-        if let Panels::Bf16(all) = &self.panels {
-            return self.compute_bf16(all, input, rows, output, act);
+        match &self.panels {
+            Panels::Bf16(all) => return self.compute_bf16(all, input, rows, output, act),
+            Panels::Int8(all) => return self.compute_int8(all, input, output, act),
+            Panels::F32(_) | Panels::F16(_) => {}
         }
         // Rows in chunks that stay in the core's L2 while every panel passes over them.
         let chunk = (CHUNK_BYTES / (k * 4)).max(ROWS) / ROWS * ROWS;
@@ -249,7 +262,7 @@ impl PackedDense {
         }
     }
 
-    /// Every bf16 panel over `x`'s rows of bf16 pairs, [`ROWS`] at a time.
+    /// Every bf16 panel over `x`'s rows of bf16 pairs.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn panels_over_bf16_rows(
@@ -260,17 +273,87 @@ impl PackedDense {
         act: Activation,
     ) {
         let pairs = self.inputs.div_ceil(2);
-        let rows = x.len() / pairs;
-        for panel in 0..self.outputs.div_ceil(PANEL) {
+        self.panels_over_row_tiles(x.len() / pairs, output, act, |panel, row, take, tile| {
             let weights = &panels[panel * pairs * PANEL..(panel + 1) * pairs * PANEL];
+            // SAFETY: the caller checked the CPU has AVX-512 BF16.
+            unsafe {
+                kernel::tile_bf16(
+                    &x[row * pairs..(row + take) * pairs],
+                    take,
+                    pairs,
+                    weights,
+                    tile,
+                )
+            }
+        });
+    }
+
+    /// [`PackedDense::compute`] for int8 panels: each chunk of input rows
+    /// quantised once, then every panel over it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn compute_int8(
+        &self,
+        weights: &Int8Panels,
+        input: &[f32],
+        output: &mut [f32],
+        act: Activation,
+    ) {
+        let quads = int8::quads_per_row(self.inputs);
+        let chunk = (CHUNK_BYTES / (quads * 4)).max(ROWS) / ROWS * ROWS;
+        let mut x = QuantisedRows::default();
+        for (input, output) in input
+            .chunks(chunk * self.inputs)
+            .zip(output.chunks_mut(chunk * self.outputs))
+        {
+            x.quantise(input, self.inputs);
+            self.panels_over_row_tiles(x.scales.len(), output, act, |panel, row, take, tile| {
+                let span = panel * PANEL..(panel + 1) * PANEL;
+                let scales = int8::kernel::Scales {
+                    row_scales: &x.scales[row..row + take],
+                    row_zeros: &x.zeros[row..row + take],
+                    weight_scales: &weights.scales[span.clone()],
+                    weight_sums: &weights.sums[span],
+                };
+                let w = &weights.quads[panel * quads * PANEL..(panel + 1) * quads * PANEL];
+                let xs = &x.quads[row * quads..(row + take) * quads];
+                // SAFETY: the caller checked the CPU has AVX-512 VNNI.
+                unsafe {
+                    match take {
+                        8 => int8::kernel::tile::<8>(xs, quads, w, &scales, tile),
+                        7 => int8::kernel::tile::<7>(xs, quads, w, &scales, tile),
+                        6 => int8::kernel::tile::<6>(xs, quads, w, &scales, tile),
+                        5 => int8::kernel::tile::<5>(xs, quads, w, &scales, tile),
+                        4 => int8::kernel::tile::<4>(xs, quads, w, &scales, tile),
+                        3 => int8::kernel::tile::<3>(xs, quads, w, &scales, tile),
+                        2 => int8::kernel::tile::<2>(xs, quads, w, &scales, tile),
+                        _ => int8::kernel::tile::<1>(xs, quads, w, &scales, tile),
+                    }
+                }
+            });
+        }
+    }
+
+    /// Every panel over `rows` rows, [`ROWS`] at a time: `fill(panel, row,
+    /// take, tile)` computes the products of rows `row..row + take`, then
+    /// the bias and activation are applied and the tile stored in `output`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn panels_over_row_tiles(
+        &self,
+        rows: usize,
+        output: &mut [f32],
+        act: Activation,
+        mut fill: impl FnMut(usize, usize, usize, &mut [[f32; PANEL]; ROWS]),
+    ) {
+        for panel in 0..self.outputs.div_ceil(PANEL) {
             let first = panel * PANEL;
             let width = PANEL.min(self.outputs - first);
             let mut row = 0;
             while row < rows {
                 let take = ROWS.min(rows - row);
                 let mut tile = [[0f32; PANEL]; ROWS];
-                let x = &x[row * pairs..(row + take) * pairs];
-                kernel::tile_bf16(x, take, pairs, weights, &mut tile);
+                fill(panel, row, take, &mut tile);
                 kernel::finish(&mut tile[..take], &self.bias[first..first + PANEL], act);
                 for (r, values) in tile.iter().take(take).enumerate() {
                     let at = (row + r) * self.outputs + first;
@@ -305,7 +388,9 @@ impl PackedDense {
             match &self.panels {
                 Panels::F32(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
                 Panels::F16(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
-                Panels::Bf16(_) => unreachable!("compute sends bf16 panels to compute_bf16"),
+                Panels::Bf16(_) | Panels::Int8(_) => {
+                    unreachable!("compute sends bf16 and int8 panels to their own loops")
+                }
             }
             kernel::finish(&mut tile[..take], bias, act);
             for (r, values) in tile.iter().take(take).enumerate() {
@@ -742,6 +827,104 @@ mod tests {
         }
     }
 
+    /// `x` and `weight` as the int8 kernel sees them: quantised and scaled back.
+    fn dequantised(x: &Tensor, weight: &Tensor) -> (Tensor, Tensor) {
+        let (rows, inputs) = x.dims2().unwrap();
+        let outputs = weight.dim(0).unwrap();
+        let mut q = QuantisedRows::default();
+        q.quantise(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), inputs);
+        let quads = int8::quads_per_row(inputs);
+        let x_back: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let bytes: Vec<u8> = q.quads[r * quads..(r + 1) * quads]
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect();
+                let (scale, zero) = (q.scales[r], q.zeros[r]);
+                bytes[..inputs]
+                    .iter()
+                    .map(move |&b| scale * (f32::from(b) - zero))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let zero_bias = Tensor::zeros(outputs, DType::F32, &Device::Cpu).unwrap();
+        let packed = PackedDense::pack(weight, &zero_bias, Precision::F32).unwrap();
+        let Panels::F32(panels) = &packed.panels else {
+            unreachable!("random weights are not exact halves")
+        };
+        let w = Int8Panels::new(panels, inputs);
+        let mut w_back = vec![0f32; outputs * inputs];
+        for (o, row) in w_back.chunks_mut(inputs).enumerate() {
+            let (panel, lane) = (o / PANEL, o % PANEL);
+            for (i, value) in row.iter_mut().enumerate() {
+                let word = w.quads[(panel * quads + i / 4) * PANEL + lane];
+                let byte = word.to_le_bytes()[i % 4] as i8;
+                *value = w.scales[o] * f32::from(byte);
+            }
+        }
+        (
+            Tensor::from_vec(x_back, (rows, inputs), &Device::Cpu).unwrap(),
+            Tensor::from_vec(w_back, (outputs, inputs), &Device::Cpu).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_int8_layer_computes_the_products_of_its_quantised_inputs_and_weights() {
+        if !Precision::Int8.available() {
+            eprintln!("no AVX-512 VNNI here: nothing to compare");
+            return;
+        }
+        // Widths not a multiple of four leave padded words; 13 rows leave a partial tile.
+        for (rows, inputs, outputs) in [(1, 8, 2), (13, 51, 37), (40, 384, 96), (9, 33, 31)] {
+            let (weight, bias) = (random(&[outputs, inputs], 1), random(&[outputs], 2));
+            let packed = PackedDense::with_precision(&weight, &bias, Precision::Int8)
+                .unwrap()
+                .unwrap();
+            let x = random(&[rows, inputs], 3);
+            let (x_back, w_back) = dequantised(&x, &weight);
+            let expected = x_back
+                .matmul(&w_back.t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
+            let got = packed.forward(&x, Activation::Identity).unwrap();
+            let difference = max_difference(&got, &expected);
+            assert!(difference < 1e-4, "{rows}x{inputs}→{outputs}: {difference}");
+            // Against f32 arithmetic: as close as 8-bit steps allow.
+            let exact = x
+                .matmul(&weight.t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
+            assert!(max_difference(&got, &exact) < 0.01 * (inputs as f32).sqrt());
+        }
+    }
+
+    #[test]
+    fn int8_rows_shared_among_threads_give_the_same_bits_as_one_thread() {
+        if !Precision::Int8.available() {
+            return;
+        }
+        let (weight, bias) = (random(&[70, 48], 4), random(&[70], 5));
+        let packed = PackedDense::with_precision(&weight, &bias, Precision::Int8)
+            .unwrap()
+            .unwrap();
+        let x = random(&[3, 29, 48], 6);
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| packed.forward(&x, Activation::Gelu).unwrap())
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(1), run(3));
+    }
+
     #[test]
     fn bf16_rows_shared_among_threads_give_the_same_bits_as_one_thread() {
         if !Precision::Bf16.available() {
@@ -769,13 +952,13 @@ mod tests {
 
     #[test]
     fn precisions_read_and_print_as_their_names() {
-        for p in [Precision::F32, Precision::Bf16] {
+        for p in [Precision::F32, Precision::Bf16, Precision::Int8] {
             assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
         }
         assert!("int4"
             .parse::<Precision>()
             .unwrap_err()
-            .contains("f32 or bf16"));
+            .contains("f32, bf16 or int8"));
     }
 
     #[test]

@@ -49,45 +49,46 @@ async fn a_server_computes_in_f32_unless_told_otherwise_and_says_so() {
     assert_eq!(info["precision"], "f32");
 }
 
-#[tokio::test]
-async fn a_bf16_server_says_so_and_answers_as_f32_does_within_bf16_rounding() {
-    if !Precision::Bf16.available() {
-        eprintln!("this CPU has no AVX-512 BF16: nothing to compare");
+/// A server at `precision` says so, answers as the f32 server does within
+/// `tolerance` (and not identically: the arithmetic is in use), and samples
+/// reproducibly.
+async fn answers_as_f32_does(precision: Precision, tolerance: f64) {
+    if !precision.available() {
+        eprintln!("this CPU cannot compute at {precision}: nothing to compare");
         return;
     }
     let f32_app = spawn_app().await;
-    let bf16_app = spawn_app_with(candor::serve::ServeSettings {
-        precision: Precision::Bf16,
+    let app = spawn_app_with(candor::serve::ServeSettings {
+        precision,
         ..test_settings()
     })
     .await;
-    let info: Value = bf16_app.get("/v1/model").await.json().await.unwrap();
-    assert_eq!(info["precision"], "bf16");
-    let (exact, rounded) = (
-        probabilities(&f32_app).await,
-        probabilities(&bf16_app).await,
-    );
+    let info: Value = app.get("/v1/model").await.json().await.unwrap();
+    assert_eq!(info["precision"], precision.to_string());
+    let (exact, reduced) = (probabilities(&f32_app).await, probabilities(&app).await);
     let mut largest = 0f64;
-    for (a, b) in exact.iter().zip(&rounded) {
+    for (a, b) in exact.iter().zip(&reduced) {
         for ((label_a, p), (label_b, q)) in a.iter().zip(b) {
             assert_eq!(label_a, label_b);
             largest = largest.max((p - q).abs());
         }
     }
-    assert!(largest < 0.02, "probabilities moved by {largest}");
+    assert!(
+        largest < tolerance,
+        "{precision}: probabilities moved by {largest}"
+    );
     assert!(
         largest > 0.0,
-        "bf16 arithmetic changed nothing: is it in use?"
+        "{precision} arithmetic changed nothing: is it in use?"
     );
-    // Seeded sampling stays reproducible at bf16.
     let ask = json!({"inputs": TEXTS[0], "samples": 8, "seed": 3});
-    let once: Value = bf16_app
+    let once: Value = app
         .post("/v1/classify/uncertainty", ask.clone())
         .await
         .json()
         .await
         .unwrap();
-    let again: Value = bf16_app
+    let again: Value = app
         .post("/v1/classify/uncertainty", ask)
         .await
         .json()
@@ -97,4 +98,14 @@ async fn a_bf16_server_says_so_and_answers_as_f32_does_within_bf16_rounding() {
         crate::helpers::without_ids(once),
         crate::helpers::without_ids(again)
     );
+}
+
+#[tokio::test]
+async fn a_bf16_server_says_so_and_answers_as_f32_does_within_bf16_rounding() {
+    answers_as_f32_does(Precision::Bf16, 0.02).await;
+}
+
+#[tokio::test]
+async fn an_int8_server_says_so_and_answers_as_f32_does_within_int8_steps() {
+    answers_as_f32_does(Precision::Int8, 0.05).await;
 }
