@@ -61,10 +61,10 @@ impl Int8Panels {
                 out.sums[p * PANEL + lane] = sum as f32;
             }
             for quad in q.chunks_exact(4) {
-                for lane in 0..PANEL {
+                out.quads.extend((0..PANEL).map(|lane| {
                     let bytes = [quad[0][lane], quad[1][lane], quad[2][lane], quad[3][lane]];
-                    out.quads.push(u32::from_le_bytes(bytes.map(|b| b as u8)));
-                }
+                    u32::from_le_bytes(bytes.map(|b| b as u8))
+                }));
             }
         }
         out
