@@ -182,11 +182,15 @@ async fn a_hard_kill_mid_load_leaves_a_sqlite_file_that_opens_and_passes_its_int
     let mut server = ServerProcess::start(&db.url);
     let load = Load::start(&server.address, 8);
     load.wait_for(400).await;
+    let file = db.sqlite_file().unwrap();
+    let url = format!("sqlite://{}", file.display());
+    // Kill only once some batches are committed (on a loaded machine the
+    // writer may not have committed when the 400th answer arrives).
+    let committed = rows_once_some_are_committed(&url).await;
     server.signal("KILL");
     server.wait(Duration::from_secs(10));
     load.finish().await;
-    let file = db.sqlite_file().unwrap();
-    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+    let mut connection = sqlx::SqliteConnection::connect(&url)
         .await
         .expect("the file opens");
     let check: String = sqlx::query("pragma integrity_check")
@@ -200,7 +204,30 @@ async fn a_hard_kill_mid_load_leaves_a_sqlite_file_that_opens_and_passes_its_int
         .await
         .unwrap()
         .get(0);
-    assert!(rows > 0, "committed batches survive the kill");
+    assert!(
+        rows >= committed,
+        "{committed} committed rows before the kill, {rows} after"
+    );
+}
+
+/// The prediction count of the SQLite file at `url` once it is above zero
+/// (waiting up to 20 s).
+async fn rows_once_some_are_committed(url: &str) -> i64 {
+    for _ in 0..200 {
+        if let Ok(mut connection) = sqlx::SqliteConnection::connect(url).await {
+            let rows: Option<i64> = sqlx::query("select count(*) from predictions")
+                .fetch_one(&mut connection)
+                .await
+                .ok()
+                .map(|row| row.get(0));
+            connection.close().await.ok();
+            if let Some(rows) = rows.filter(|&r| r > 0) {
+                return rows;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no prediction was committed within 20 s of load")
 }
 
 async fn classify_ids(app: &crate::helpers::TestApp, texts: &[&str]) -> Vec<String> {
