@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench kernels` (one thread unless `CANDOR_THREADS=N`):
 //! the packed dense layer ([`candor::model::packed`]: f32 weights, f16
-//! weights, bf16 arithmetic) against candle's `matmul` + bias (+ GELU), at
+//! weights, bf16 and int8 arithmetic) against candle's `matmul` + bias (+ GELU), at
 //! MiniLM's sizes (hidden 384, feed-forward 1536) for one text of 27 pieces
 //! and for 32 such texts.
 
@@ -64,18 +64,21 @@ fn dense(rows: usize, inputs: usize, outputs: usize, activation: Activation) -> 
         packed_f16.forward(&x, activation)?;
         Ok(())
     })?;
-    let bf16 = match PackedDense::with_precision(&weight, &bias, Precision::Bf16)? {
-        Some(packed_bf16) => {
-            let us = micros(|| {
-                packed_bf16.forward(&x, activation)?;
-                Ok(())
-            })?;
-            format!(", bf16 {us:>8.1} µs ({:>3.0})", gflops(us))
+    let mut reduced = String::new();
+    for precision in [Precision::Bf16, Precision::Int8] {
+        match PackedDense::with_precision(&weight, &bias, precision)? {
+            Some(packed) => {
+                let us = micros(|| {
+                    packed.forward(&x, activation)?;
+                    Ok(())
+                })?;
+                reduced += &format!(", {precision} {us:>8.1} µs ({:>3.0})", gflops(us));
+            }
+            None => reduced += &format!(", {precision}: not on this CPU"),
         }
-        None => ", bf16: not on this CPU".into(),
-    };
+    }
     println!(
-        "dense {rows}×{inputs} → {outputs} ({activation:?}): candle {candle:>8.1} µs ({:>3.0} GFLOP/s), packed f32 {f32_panels:>8.1} µs ({:>3.0}), f16 weights {f16_panels:>8.1} µs ({:>3.0}){bf16}",
+        "dense {rows}×{inputs} → {outputs} ({activation:?}): candle {candle:>8.1} µs ({:>3.0} GFLOP/s), packed f32 {f32_panels:>8.1} µs ({:>3.0}), f16 weights {f16_panels:>8.1} µs ({:>3.0}){reduced}",
         gflops(candle),
         gflops(f32_panels),
         gflops(f16_panels)

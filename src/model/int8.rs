@@ -85,23 +85,28 @@ impl QuantisedRows {
         self.quads.clear();
         self.scales.clear();
         self.zeros.clear();
+        let quads = quads_per_row(inputs);
+        let mut bytes = vec![0u8; quads * 4];
         for row in input.chunks_exact(inputs) {
-            let low = row.iter().copied().fold(0f32, f32::min);
-            let high = row.iter().copied().fold(0f32, f32::max);
+            // Plain comparisons (not `f32::min`), so that the loops vectorise.
+            let low = row.iter().fold(0f32, |a, &x| if x < a { x } else { a });
+            let high = row.iter().fold(0f32, |a, &x| if x > a { x } else { a });
             let scale = if high > low {
                 (high - low) / 255.0
             } else {
                 1.0
             };
-            let zero = (-low / scale).round().clamp(0.0, 255.0);
-            let level = |x: f32| ((x / scale).round() + zero).clamp(0.0, 255.0) as u8;
-            self.quads.extend(row.chunks(4).map(|four| {
-                let mut bytes = [zero as u8; 4];
-                for (b, &x) in bytes.iter_mut().zip(four) {
-                    *b = level(x);
-                }
-                u32::from_le_bytes(bytes)
-            }));
+            let zero = (-low / scale).round_ties_even().clamp(0.0, 255.0);
+            let inverse = 1.0 / scale;
+            for (b, &x) in bytes.iter_mut().zip(row) {
+                *b = ((x * inverse).round_ties_even() + zero).clamp(0.0, 255.0) as u8;
+            }
+            bytes[inputs..].fill(zero as u8);
+            self.quads.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
             self.scales.push(scale);
             self.zeros.push(zero);
         }

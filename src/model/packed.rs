@@ -254,9 +254,10 @@ impl PackedDense {
         {
             x.clear();
             for row in input.chunks_exact(self.inputs) {
-                x.extend(row.chunks(2).map(|pair| {
-                    bf16_bits(pair[0]) | (pair.get(1).map_or(0, |&odd| bf16_bits(odd)) << 16)
-                }));
+                let pairs = row.chunks_exact(2);
+                let odd = pairs.remainder().first().map(|&last| bf16_bits(last));
+                x.extend(pairs.map(|pair| bf16_bits(pair[0]) | (bf16_bits(pair[1]) << 16)));
+                x.extend(odd);
             }
             self.panels_over_bf16_rows(panels, &x, output, act);
         }
@@ -434,9 +435,12 @@ fn bf16_available() -> bool {
     }
 }
 
-/// `x` rounded to the nearest bf16, as its 16 bits.
+/// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; in
+/// integer operations that vectorise. NaN, which a dense layer's inputs
+/// never hold, is not preserved.
 fn bf16_bits(x: f32) -> u32 {
-    u32::from(half::bf16::from_f32(x).to_bits())
+    let bits = x.to_bits();
+    (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1))) >> 16
 }
 
 /// f32 panels of `inputs × PANEL` as bf16 pairs of consecutive inputs
