@@ -210,7 +210,7 @@ impl PackedDense {
     unsafe fn compute(&self, input: &[f32], rows: usize, output: &mut [f32], act: Activation) {
         let k = self.inputs.max(1);
         match &self.panels {
-            Panels::Bf16(all) => return self.compute_bf16(all, input, rows, output, act),
+            Panels::Bf16(all) => return self.compute_bf16(all, input, output, act),
             Panels::Int8(all) => return self.compute_int8(all, input, output, act),
             Panels::F32(_) | Panels::F16(_) => {}
         }
@@ -231,62 +231,39 @@ impl PackedDense {
         }
     }
 
-    /// [`PackedDense::compute`] for bf16 panels: the input rows rounded to
-    /// bf16 pairs once, then every panel over them.
+    /// [`PackedDense::compute`] for bf16 panels: each chunk of input rows
+    /// rounded to bf16 pairs once, then every panel over it.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn compute_bf16(
         &self,
         panels: &[u32],
         input: &[f32],
-        rows: usize,
         output: &mut [f32],
         act: Activation,
     ) {
         let pairs = self.inputs.div_ceil(2);
         // Rows in chunks that stay in the core's L2 while every panel passes over them.
         let chunk = (CHUNK_BYTES / (pairs * 4)).max(ROWS) / ROWS * ROWS;
-        let mut x = Vec::with_capacity(chunk.min(rows) * pairs);
+        let mut x = Vec::with_capacity(chunk * pairs);
         for (input, output) in input
             .chunks(chunk * self.inputs)
             .zip(output.chunks_mut(chunk * self.outputs))
-            .take(rows.div_ceil(chunk))
         {
             x.clear();
             for row in input.chunks_exact(self.inputs) {
-                let pairs = row.chunks_exact(2);
-                let odd = pairs.remainder().first().map(|&last| bf16_bits(last));
-                x.extend(pairs.map(|pair| bf16_bits(pair[0]) | (bf16_bits(pair[1]) << 16)));
+                let two = row.chunks_exact(2);
+                let odd = two.remainder().first().map(|&last| bf16_bits(last));
+                x.extend(two.map(|pair| bf16_bits(pair[0]) | (bf16_bits(pair[1]) << 16)));
                 x.extend(odd);
             }
-            self.panels_over_bf16_rows(panels, &x, output, act);
+            self.panels_over_row_tiles(x.len() / pairs, output, act, |panel, row, take, tile| {
+                let weights = &panels[panel * pairs * PANEL..(panel + 1) * pairs * PANEL];
+                let x = &x[row * pairs..(row + take) * pairs];
+                // SAFETY: the caller checked the CPU has AVX-512 BF16.
+                unsafe { kernel::tile_bf16(x, take, pairs, weights, tile) }
+            });
         }
-    }
-
-    /// Every bf16 panel over `x`'s rows of bf16 pairs.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn panels_over_bf16_rows(
-        &self,
-        panels: &[u32],
-        x: &[u32],
-        output: &mut [f32],
-        act: Activation,
-    ) {
-        let pairs = self.inputs.div_ceil(2);
-        self.panels_over_row_tiles(x.len() / pairs, output, act, |panel, row, take, tile| {
-            let weights = &panels[panel * pairs * PANEL..(panel + 1) * pairs * PANEL];
-            // SAFETY: the caller checked the CPU has AVX-512 BF16.
-            unsafe {
-                kernel::tile_bf16(
-                    &x[row * pairs..(row + take) * pairs],
-                    take,
-                    pairs,
-                    weights,
-                    tile,
-                )
-            }
-        });
     }
 
     /// [`PackedDense::compute`] for int8 panels: each chunk of input rows
