@@ -99,16 +99,17 @@ impl Cli {
         if let Some(threads) = self.threads {
             return threads.max(1);
         }
-        let model = match &self.command {
-            Command::Serve(a) => Some(&a.model),
-            Command::Eval(a) => Some(&a.model),
-            Command::Calibrate(a) => Some(&a.model),
-            Command::Predict(a) => Some(&a.model),
-            _ => None,
+        let models: Vec<&std::path::Path> = match &self.command {
+            Command::Serve(a) => a.model.iter().map(|m| m.dir.as_path()).collect(),
+            Command::Eval(a) => vec![&a.model],
+            Command::Calibrate(a) => vec![&a.model],
+            Command::Predict(a) => vec![&a.model],
+            _ => vec![],
         };
-        let wide = model
-            .and_then(|dir| crate::model::read_config(dir).ok())
-            .is_some_and(|config| config.hidden_size >= WIDE_MODEL);
+        // Served models share one pool of compute threads.
+        let wide = models.iter().any(|dir| {
+            crate::model::read_config(dir).is_ok_and(|config| config.hidden_size >= WIDE_MODEL)
+        });
         if wide {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {

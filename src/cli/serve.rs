@@ -1,20 +1,28 @@
 //! Options of `candor serve`, grouped as the library's settings are, and
 //! starting the server with them.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Args;
 
 use super::DatabaseArgs;
 use crate::model::Precision;
+use crate::serve::models::ModelSpec;
 
 /// Options of `candor serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Model directory to serve.
-    #[arg(long, env = "CANDOR_MODEL", default_value = "models/sentiment")]
-    pub model: PathBuf,
+    /// Model to serve, as DIR (named after the directory) or NAME=DIR;
+    /// repeat it (or separate with commas in CANDOR_MODEL) to serve several,
+    /// each with its own engine thread and queue. The first is the default:
+    /// requests without a "model" field, `/v1/model`, `/predict` and `POST /`.
+    /// All share the compute threads (--threads).
+    #[arg(
+        long,
+        env = "CANDOR_MODEL",
+        default_value = "models/sentiment",
+        value_delimiter = ','
+    )]
+    pub model: Vec<ModelSpec>,
     /// Address to listen on.
     #[arg(long, env = "CANDOR_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -193,7 +201,7 @@ pub(super) fn run_serve(args: &ServeArgs, precision: Precision) -> anyhow::Resul
             .with_context(|| format!("listening on {}", args.addr))?;
         crate::serve::run(
             listener,
-            &args.model,
+            args.model.clone(),
             args.settings(precision),
             crate::serve::shutdown_signal(),
         )

@@ -40,6 +40,10 @@ impl Inputs {
 pub struct ClassifyRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
+    /// The model to answer with, by name (default: the server's default
+    /// model; `GET /v1/models` lists them).
+    #[serde(default)]
+    pub model: Option<String>,
     /// Return only the k best labels in `scores` (default: all).
     #[serde(default)]
     pub top_k: Option<usize>,
@@ -78,6 +82,10 @@ pub enum AbstainOption {
 pub struct UncertaintyRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
+    /// The model to answer with, by name (default: the server's default
+    /// model; `GET /v1/models` lists them).
+    #[serde(default)]
+    pub model: Option<String>,
     /// MC-dropout samples T (default 30, at most the server's maximum).
     #[serde(default)]
     pub samples: Option<usize>,
@@ -348,7 +356,57 @@ pub struct HfParameters {
     pub function_to_apply: Option<String>,
 }
 
-/// `GET /v1/model`.
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    /// The model requests without a `model` field get.
+    pub default: String,
+    /// Every model served, the default first.
+    pub models: Vec<ModelSummary>,
+}
+
+/// One model in `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelSummary {
+    /// The name requests use.
+    pub name: String,
+    /// The directory it was loaded from.
+    pub directory: String,
+    /// Labels in class order.
+    pub labels: Vec<String>,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// Bytes of model.safetensors.
+    pub weights_bytes: u64,
+    /// Hex sha256 of model.safetensors.
+    pub weights_sha256: String,
+    /// Arithmetic of the dense layers.
+    pub precision: String,
+    /// When this copy was loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+    /// Whether its engine has warmed up and runs.
+    pub ready: bool,
+}
+
+/// `POST /v1/admin/reload` (the body may be empty: every model).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    /// Reload only this model (default: every model).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// `POST /v1/admin/reload` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReloadAnswer {
+    /// The models switched to their new copies.
+    pub reloaded: Vec<crate::serve::models::Reloaded>,
+}
+
+/// `GET /v1/model` and `GET /v1/models/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     /// Model name (its directory name).

@@ -14,6 +14,7 @@ use super::engine::{Output, Work};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::inference::{compute, tokenize, validate_texts, within_deadline};
+use super::models::ServedModel;
 use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
 use crate::model::softmax;
@@ -47,23 +48,27 @@ pub fn check_top_k(top_k: Option<usize>, labels: usize) -> Result<usize, ApiErro
 /// Deterministic logits for texts: validate, tokenize, queue, wait.
 pub async fn logits_for(
     state: &AppState,
+    model: &ServedModel,
     texts: Vec<String>,
     truncate: bool,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    Ok(deterministic_for(state, texts, truncate, false).await?.0)
+    Ok(deterministic_for(state, model, texts, truncate, false)
+        .await?
+        .0)
 }
 
 /// Deterministic logits and, with `features`, the mean last hidden states.
 async fn deterministic_for(
     state: &AppState,
+    model: &ServedModel,
     texts: Vec<String>,
     truncate: bool,
     features: bool,
 ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ApiError> {
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     within_deadline(state, async {
-        let rows = tokenize(state, texts, truncate).await?;
-        match compute(state, Work::Classify { rows, features })
+        let rows = tokenize(state, model, texts, truncate).await?;
+        match compute(state, model, Work::Classify { rows, features })
             .await?
             .output
         {
@@ -84,18 +89,20 @@ pub async fn classify(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<ClassifyRequest>,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
-    let labels = &state.classifier.labels;
+    let model = state.models.get(req.model.as_deref())?;
+    let labels = model.labels();
     let k = check_top_k(req.top_k, labels.len())?;
     let texts = req.inputs.into_texts();
     tracing::Span::current().record("inputs", texts.len());
     let temperature = if req.raw_scores {
         1.0
     } else {
-        state.classifier.config.candor.temperature
+        model.temperature()
     };
-    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), None)?;
+    let decider = Decider::new(&model, req.alpha, req.abstain.as_ref(), None)?;
     let (logits, features) = deterministic_for(
         &state,
+        &model,
         texts.clone(),
         req.truncate,
         decider.wants_features(),
@@ -105,7 +112,7 @@ pub async fn classify(
     // Sets and abstention use what they were calibrated on: the calibrated
     // softmax, whatever `raw_scores` shows.
     let calibrated: Vec<Vec<f32>> = if req.raw_scores {
-        let t = state.classifier.config.candor.temperature;
+        let t = model.temperature();
         logits.iter().map(|l| softmax(l, t)).collect()
     } else {
         probabilities.clone()
@@ -117,6 +124,7 @@ pub async fn classify(
     let abstained = decider.abstained(&summaries);
     let ids = log_deterministic(
         &state,
+        &model,
         &context,
         "classify",
         &texts,
@@ -142,7 +150,7 @@ pub async fn classify(
         })
         .collect();
     Ok(Json(ClassifyResponse {
-        model: state.info.name.clone(),
+        model: model.name.clone(),
         rules: decider.rules(),
         predictions,
     }))
@@ -156,29 +164,24 @@ pub async fn uncertainty(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<UncertaintyRequest>,
 ) -> Result<Json<UncertaintyResponse>, ApiError> {
-    let labels = &state.classifier.labels;
+    let model = state.models.get(req.model.as_deref())?;
+    let labels = model.labels();
     let k = check_top_k(req.top_k, labels.len())?;
-    let sampling = state.settings.sampling;
-    let samples = req.samples.unwrap_or(sampling.default_samples);
-    if !(1..=sampling.max_samples).contains(&samples) {
-        return Err(ApiError::Validation(format!(
-            "samples must be between 1 and {}, got {samples}",
-            sampling.max_samples
-        )));
-    }
+    let samples = check_samples(&state, req.samples)?;
     let seed = req.seed.unwrap_or_else(rand_seed);
-    let mode = sampling_mode(&state, &req)?;
+    let mode = sampling_mode(&model, &req)?;
     let texts = req.inputs.into_texts();
     let span = tracing::Span::current();
     span.record("inputs", texts.len());
     span.record("samples", samples);
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
-    let decider = Decider::new(&state, req.alpha, req.abstain.as_ref(), Some(mode))?;
+    let decider = Decider::new(&model, req.alpha, req.abstain.as_ref(), Some(mode))?;
     let (per_input, features) = within_deadline(&state, async {
-        let rows = tokenize(&state, texts.clone(), req.truncate).await?;
+        let rows = tokenize(&state, &model, texts.clone(), req.truncate).await?;
         match compute(
             &state,
+            &model,
             Work::Sample {
                 rows,
                 samples,
@@ -210,7 +213,7 @@ pub async fn uncertainty(
             abstained,
         })
         .collect();
-    let ids = log_predictions(&state, &context, "uncertainty", &answered);
+    let ids = log_predictions(&state, &model, &context, "uncertainty", &answered);
     let predictions = summaries
         .iter()
         .zip(ids)
@@ -222,7 +225,7 @@ pub async fn uncertainty(
         })
         .collect();
     Ok(Json(UncertaintyResponse {
-        model: state.info.name.clone(),
+        model: model.name.clone(),
         samples,
         seed,
         mode: req.mode,
@@ -269,8 +272,21 @@ fn uncertain_prediction(
     }
 }
 
+/// The samples a request asked for (or the server's default), within the server's maximum.
+pub fn check_samples(state: &AppState, asked: Option<usize>) -> Result<usize, ApiError> {
+    let sampling = state.settings.sampling;
+    let samples = asked.unwrap_or(sampling.default_samples);
+    if !(1..=sampling.max_samples).contains(&samples) {
+        return Err(ApiError::Validation(format!(
+            "samples must be between 1 and {}, got {samples}",
+            sampling.max_samples
+        )));
+    }
+    Ok(samples)
+}
+
 /// A fresh seed for requests that give none (returned, so the answer can be reproduced).
-fn rand_seed() -> u64 {
+pub fn rand_seed() -> u64 {
     let uuid = uuid::Uuid::new_v4();
     let (high, _) = uuid.as_u64_pair();
     high
@@ -278,9 +294,9 @@ fn rand_seed() -> u64 {
 
 /// The request's sampling mode; `top` defaults to the layers the model's
 /// calibration sampled.
-fn sampling_mode(state: &AppState, req: &UncertaintyRequest) -> Result<SamplingMode, ApiError> {
-    let layers = state.classifier.network.layer_count();
-    let calibrated = state
+fn sampling_mode(model: &ServedModel, req: &UncertaintyRequest) -> Result<SamplingMode, ApiError> {
+    let layers = model.layers();
+    let calibrated = model
         .calibration
         .as_ref()
         .and_then(|c| c.top.as_ref())

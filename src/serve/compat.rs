@@ -32,19 +32,28 @@ pub async fn predict(
             )));
         }
     }
+    let model = state.models.default_model();
     let single = req.inputs.is_single();
     let temperature = if req.raw_scores {
         1.0
     } else {
-        state.classifier.config.candor.temperature
+        model.temperature()
     };
     let texts = req.inputs.into_texts();
-    let logits = logits_for(&state, texts.clone(), req.truncate).await?;
+    let logits = logits_for(&state, &model, texts.clone(), req.truncate).await?;
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
-    let ids = log_deterministic(&state, &context, "predict", &texts, &probabilities, &[]);
+    let ids = log_deterministic(
+        &state,
+        &model,
+        &context,
+        "predict",
+        &texts,
+        &probabilities,
+        &[],
+    );
     let mut all: Vec<Vec<LabelScore>> = probabilities
         .iter()
-        .map(|p| ranked(&state.classifier.labels, p))
+        .map(|p| ranked(model.labels(), p))
         .collect();
     let response = if single {
         Json(all.remove(0)).into_response()
@@ -70,8 +79,9 @@ pub async fn inference_api(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<HfRequest>,
 ) -> Result<Response, ApiError> {
+    let model = state.models.default_model();
     let parameters = req.parameters.unwrap_or_default();
-    let labels = &state.classifier.labels;
+    let labels = model.labels();
     let k = match parameters.top_k {
         Some(0) => return Err(ApiError::Validation("top_k must be at least 1".into())),
         Some(k) => k.min(labels.len()),
@@ -80,7 +90,7 @@ pub async fn inference_api(
     let function = parameters
         .function_to_apply
         .unwrap_or_else(|| "softmax".into());
-    let temperature = state.classifier.config.candor.temperature;
+    let temperature = model.temperature();
     let score: fn(&[f32], f64) -> Vec<f32> = match function.as_str() {
         "softmax" => softmax,
         "sigmoid" => |l, _| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
@@ -92,10 +102,18 @@ pub async fn inference_api(
         }
     };
     let texts = req.inputs.into_texts();
-    let logits = logits_for(&state, texts.clone(), true).await?;
+    let logits = logits_for(&state, &model, texts.clone(), true).await?;
     // What is logged is the calibrated prediction, whatever function the caller asked for.
     let calibrated: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
-    let ids = log_deterministic(&state, &context, "inference_api", &texts, &calibrated, &[]);
+    let ids = log_deterministic(
+        &state,
+        &model,
+        &context,
+        "inference_api",
+        &texts,
+        &calibrated,
+        &[],
+    );
     let body: Vec<Vec<LabelScore>> = logits
         .iter()
         .map(|l| {

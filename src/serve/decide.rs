@@ -6,7 +6,7 @@
 
 use super::api::{AbstainOption, Decision, DecisionRules};
 use super::error::ApiError;
-use super::AppState;
+use super::models::ServedModel;
 use crate::uncertainty::calibration::{AbstentionRule, Calibration};
 use crate::uncertainty::conformal::prediction_set;
 use crate::uncertainty::selective::Score;
@@ -30,12 +30,12 @@ impl<'a> Decider<'a> {
     /// `abstain` is absent, except one on mutual information for the
     /// deterministic model, which has none.
     pub fn new(
-        state: &'a AppState,
+        model: &'a ServedModel,
         alpha: Option<f64>,
         abstain: Option<&AbstainOption>,
         mode: Option<SamplingMode>,
     ) -> Result<Self, ApiError> {
-        let calibration = state.calibration.as_ref();
+        let calibration = model.calibration.as_ref();
         let scores = calibration.and_then(|c| c.scores(mode));
         let conformal = match alpha {
             None => None,

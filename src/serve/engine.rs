@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::metrics::Metrics;
+use super::metrics::EngineMetrics;
 use super::schedule::SamplingQueue;
 use crate::model::{Classifier, DropoutMode};
 use crate::uncertainty::{sample_input, InputSampling, PassBudget, SamplingMode};
@@ -200,7 +200,7 @@ impl Engine {
         classifier: Arc<Classifier>,
         settings: BatchSettings,
         cost: CostSettings,
-        metrics: Arc<Metrics>,
+        metrics: EngineMetrics,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (queue, receiver) = mpsc::sync_channel(settings.queue_capacity.max(1));
         let engine = Self {
@@ -290,7 +290,7 @@ impl Engine {
 pub(super) struct Worker {
     classifier: Arc<Classifier>,
     settings: BatchSettings,
-    metrics: Arc<Metrics>,
+    metrics: EngineMetrics,
     depth: Arc<AtomicUsize>,
 }
 
@@ -558,8 +558,9 @@ mod tests {
             max_request_cost: 1_000_000,
             request_timeout: Duration::from_secs(10),
         };
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        Engine::start(classifier, settings, cost, metrics).expect("the engine starts")
+        let metrics = crate::serve::metrics::Metrics::new().expect("metrics");
+        Engine::start(classifier, settings, cost, metrics.engine("tiny-trec6"))
+            .expect("the engine starts")
     }
 
     fn classify(rows: Vec<Vec<u32>>) -> Work {

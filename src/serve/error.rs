@@ -114,6 +114,20 @@ pub enum ApiError {
     /// The database did not answer; details are logged.
     #[error("the database is unavailable; predictions are still answered, try this again later")]
     DatabaseUnavailable(String),
+    /// The request names a model this server does not serve.
+    #[error("no model named '{name}' is served here; the models are: {}", served.join(", "))]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names served.
+        served: Vec<String>,
+    },
+    /// A reload was asked for while another runs.
+    #[error("a reload is already running; try again when it has finished")]
+    ReloadInProgress,
+    /// A model directory did not load on reload; the old model keeps serving.
+    #[error("reload failed, nothing was switched and the models loaded before keep serving: {0}")]
+    ReloadFailed(String),
     /// No such route.
     #[error("no route for {0}")]
     NotFound(String),
@@ -163,6 +177,9 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
+            ApiError::UnknownModel { .. } => (StatusCode::NOT_FOUND, "unknown_model"),
+            ApiError::ReloadInProgress => (StatusCode::CONFLICT, "reload_in_progress"),
+            ApiError::ReloadFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "reload_failed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -49,6 +49,38 @@ where
     }
 }
 
+/// A request body read whole within the body rules, with the request's
+/// headers, for protocols that frame their own bodies (KServe's v2 with
+/// binary tensors). The body may be declared JSON, `application/octet-stream`
+/// or not at all, as KServe clients send it; the types a browser may send
+/// cross-site without asking first (`text/plain`, forms) are refused.
+pub struct RawBody(pub HeaderMap, pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared = essence(req.headers());
+        let allowed =
+            declared.is_empty() || declared == "application/octet-stream" || is_json(&declared);
+        if !allowed {
+            return Err(ApiError::UnsupportedMediaType(declared));
+        }
+        let rules = req
+            .extensions()
+            .get::<BodyRules>()
+            .copied()
+            .unwrap_or(BodyRules::NONE);
+        rules.check_declared_length(&req)?;
+        let headers = req.headers().clone();
+        let bytes = rules.read(req, state).await?;
+        Ok(RawBody(headers, bytes))
+    }
+}
+
 /// The body limits in force, recorded on each request so the reader can
 /// apply them and a rejection can name them.
 #[derive(Debug, Clone, Copy)]
@@ -119,23 +151,33 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Refuses bodies not declared as JSON (`application/json` or `…+json`).
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let declared = headers
+    if is_json(&essence(headers)) {
+        Ok(())
+    } else {
+        let declared = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Err(ApiError::UnsupportedMediaType(declared.to_string()))
+    }
+}
+
+/// The declared media type without parameters, lower-case ("" when none).
+fn essence(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = declared
+        .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
+        .to_ascii_lowercase()
+}
+
+fn is_json(essence: &str) -> bool {
+    essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(declared.to_string()))
-    }
 }
 
 /// Where in `value` a string (or key) holds NUL, as a path like `inputs[2]`.

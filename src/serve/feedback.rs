@@ -117,7 +117,7 @@ async fn find_prediction(
 pub struct ReviewQueueQuery {
     /// Most entries to return (1–1000, default 20).
     pub limit: Option<usize>,
-    /// Model name (default: the model this server serves).
+    /// Model name (default: the server's default model).
     pub model: Option<String>,
     /// The `next` of the previous page: this page starts after its last item.
     pub after: Option<String>,
@@ -143,7 +143,7 @@ pub async fn review_queue(
         )));
     }
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
-    let model = query.model.unwrap_or_else(|| state.info.name.clone());
+    let model = model_name(&state, query.model)?;
     // What the writer still holds belongs in the queue too.
     if let Some(log) = &state.log {
         log.flush(FLUSH_WAIT)
@@ -160,6 +160,13 @@ pub async fn review_queue(
     }))
 }
 
+/// The model a query names (served here or not: the database may hold
+/// predictions of models other replicas serve, or served before), or the
+/// default model.
+fn model_name(state: &AppState, named: Option<String>) -> Result<String, ApiError> {
+    Ok(named.unwrap_or_else(|| state.models.default_model().name.clone()))
+}
+
 fn parse_cursor(after: &str) -> Result<ReviewCursor, ApiError> {
     after.parse().map_err(|_| {
         ApiError::Validation(
@@ -171,7 +178,7 @@ fn parse_cursor(after: &str) -> Result<ReviewCursor, ApiError> {
 /// Query of `GET /v1/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct StatsQuery {
-    /// Model name (default: the model this server serves).
+    /// Model name (default: the server's default model).
     pub model: Option<String>,
 }
 
@@ -184,6 +191,6 @@ pub async fn stats(
     QueryParams(query): QueryParams<StatsQuery>,
 ) -> Result<Json<Stats>, ApiError> {
     let store = store(&state)?;
-    let model = query.model.unwrap_or_else(|| state.info.name.clone());
+    let model = model_name(&state, query.model)?;
     Ok(Json(store.stats(&model).await?))
 }

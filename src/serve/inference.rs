@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::engine::{Answer, SubmitError, Work};
 use super::error::ApiError;
+use super::models::ServedModel;
 use super::AppState;
 use crate::model::TokenizerError;
 
@@ -33,6 +34,7 @@ pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiErro
 /// requests tokenize at once as there are cores, so memory stays bounded.
 pub async fn tokenize(
     state: &AppState,
+    model: &ServedModel,
     mut texts: Vec<String>,
     truncate: bool,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
@@ -55,7 +57,7 @@ pub async fn tokenize(
         .acquire()
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
-    let classifier = state.classifier.clone();
+    let classifier = model.classifier.clone();
     let started = Instant::now();
     let rows = tokio::task::spawn_blocking(move || {
         texts
@@ -77,11 +79,13 @@ pub async fn tokenize(
 }
 
 /// Queues work for the engine and waits for its answer.
-pub async fn compute(state: &AppState, work: Work) -> Result<Answer, ApiError> {
-    let (cost, budget) = (
-        work.cost(state.classifier.network.layer_count()),
-        state.engine.cost_budget(),
-    );
+pub async fn compute(
+    state: &AppState,
+    model: &ServedModel,
+    work: Work,
+) -> Result<Answer, ApiError> {
+    let engine = &model.engine;
+    let (cost, budget) = (work.cost(model.layers()), engine.cost_budget());
     if cost > budget {
         return Err(ApiError::TooCostly {
             cost,
@@ -89,14 +93,15 @@ pub async fn compute(state: &AppState, work: Work) -> Result<Answer, ApiError> {
             timeout_ms: state.settings.limits.request_timeout.as_millis() as u64,
         });
     }
-    let receiver = state.engine.submit(work).map_err(|e| match e {
+    let receiver = engine.submit(work).map_err(|e| match e {
         SubmitError::Full => ApiError::Overloaded,
         SubmitError::Stopped => ApiError::Unavailable("the inference engine has stopped".into()),
     })?;
     state
         .metrics
         .queue_depth
-        .set(state.engine.queue_depth() as i64);
+        .with_label_values(&[&model.name])
+        .set(engine.queue_depth() as i64);
     let answer = receiver
         .await
         .map_err(|_| ApiError::Unavailable("the inference engine dropped the request".into()))?

@@ -4,9 +4,20 @@
 
 use crate::store::log::LogCounters;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// What one model's engine updates.
+#[derive(Clone)]
+pub struct EngineMetrics {
+    /// Rows per forward pass.
+    pub batch_rows: Histogram,
+    /// Jobs waiting.
+    pub queue_depth: IntGauge,
+    /// MC-dropout rows computed.
+    pub mc_samples: IntCounter,
+}
 
 /// The server's metrics.
 pub struct Metrics {
@@ -15,12 +26,14 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Request latency in seconds by route.
     pub latency: HistogramVec,
-    /// Rows per forward pass.
-    pub batch_rows: Histogram,
-    /// Jobs waiting for the engine.
-    pub queue_depth: IntGauge,
-    /// MC-dropout samples computed (inputs × samples).
-    pub mc_samples: IntCounter,
+    /// Rows per forward pass, by model.
+    pub batch_rows: HistogramVec,
+    /// Jobs waiting for the engine, by model.
+    pub queue_depth: IntGaugeVec,
+    /// MC-dropout samples computed (inputs × samples), by model.
+    pub mc_samples: IntCounterVec,
+    /// Inputs answered, by model (and, for a cascade, by the model that answered).
+    pub inputs: IntCounterVec,
     /// Connections open now.
     pub connections_open: IntGauge,
     /// Connections closed at once because `max_connections` were open.
@@ -53,17 +66,31 @@ impl Metrics {
             ]),
             &["route"],
         )?;
-        let batch_rows = Histogram::with_opts(
+        let batch_rows = HistogramVec::new(
             HistogramOpts::new(
                 "batch_rows",
-                "Rows (inputs or inputs x samples) per forward pass",
+                "Rows (inputs or inputs x samples) per forward pass, by model",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            &["model"],
         )?;
-        let queue_depth = IntGauge::new("queue_depth", "Jobs waiting for the inference engine")?;
-        let mc_samples = IntCounter::new(
-            "mc_samples_total",
-            "MC-dropout forward rows computed (inputs x samples)",
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "queue_depth",
+                "Jobs waiting for the inference engine, by model",
+            ),
+            &["model"],
+        )?;
+        let mc_samples = IntCounterVec::new(
+            Opts::new(
+                "mc_samples_total",
+                "MC-dropout forward rows computed (inputs x samples), by model",
+            ),
+            &["model"],
+        )?;
+        let inputs = IntCounterVec::new(
+            Opts::new("inputs_total", "Inputs answered, by model and route"),
+            &["model", "route"],
         )?;
         let connections_open = IntGauge::new("connections_open", "HTTP connections open now")?;
         let connections_refused = IntCounter::new(
@@ -82,6 +109,7 @@ impl Metrics {
         registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(mc_samples.clone()))?;
+        registry.register(Box::new(inputs.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(connections_timed_out.clone()))?;
@@ -119,11 +147,21 @@ impl Metrics {
             batch_rows,
             queue_depth,
             mc_samples,
+            inputs,
             connections_open,
             connections_refused,
             connections_timed_out,
             log,
         })
+    }
+
+    /// The engine's instruments for the model `name`.
+    pub fn engine(&self, name: &str) -> EngineMetrics {
+        EngineMetrics {
+            batch_rows: self.batch_rows.with_label_values(&[name]),
+            queue_depth: self.queue_depth.with_label_values(&[name]),
+            mc_samples: self.mc_samples.with_label_values(&[name]),
+        }
     }
 
     /// The prediction log's instruments (shared handles).

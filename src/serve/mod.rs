@@ -22,14 +22,15 @@ pub mod error;
 pub mod extract;
 pub mod feedback;
 pub mod inference;
+pub mod kserve;
 pub mod listen;
 pub mod metrics;
+pub mod models;
 pub mod ops;
 pub mod record;
 pub mod schedule;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,16 +48,15 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::model::{Classifier, Precision};
+use crate::model::Precision;
 use crate::store::log::{LogSettings, LogWriter, PredictionLog};
-use crate::store::{redact, ModelRecord, Store};
-use crate::uncertainty::calibration::Calibration;
-use api::{CalibrationInfo, DistanceInfo, ModelInfo, SamplingInfo};
-use engine::{BatchSettings, CostSettings, Engine};
+use crate::store::{redact, Store};
+use engine::{BatchSettings, CostSettings};
 use error::ApiError;
 use extract::BodyRules;
 use listen::ConnectionSettings;
 use metrics::Metrics;
+use models::{Loader, ModelSpec, Registry};
 use record::RequestContext;
 
 /// Per-request limits.
@@ -125,16 +125,12 @@ pub struct Persistence {
 
 /// Shared by every handler.
 pub struct AppState {
-    /// The model (also owned by the engine thread).
-    pub classifier: Arc<Classifier>,
-    /// The queue to the inference thread.
-    pub engine: Engine,
+    /// The models served, each with its engine.
+    pub models: Registry,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The settings in force.
     pub settings: ServeSettings,
-    /// What `GET /v1/model` answers.
-    pub info: ModelInfo,
     /// The database, unless persistence is off.
     pub store: Option<Store>,
     /// The prediction log, unless persistence is off.
@@ -143,8 +139,6 @@ pub struct AppState {
     pub store_text: bool,
     /// Longest text a logged prediction keeps, in characters.
     pub max_stored_text_chars: usize,
-    /// The model's calibration.json, when it has one.
-    pub calibration: Option<Calibration>,
     /// One per core: requests tokenizing at once.
     pub tokenizer_permits: tokio::sync::Semaphore,
 }
@@ -164,6 +158,9 @@ pub struct AppState {
         feedback::review_queue,
         feedback::stats,
         ops::model,
+        ops::models,
+        ops::model_by_name,
+        ops::reload,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -186,61 +183,83 @@ const CHARS_PER_TOKEN_READ: usize = 20;
 /// then stops accepting, finishes what is in flight within the shutdown
 /// grace while the prediction log keeps writing, and stops the engine and
 /// the log.
+/// The first model is the default; `SIGHUP` reloads every model.
 pub async fn run(
     listener: TcpListener,
-    model_dir: &Path,
+    models: Vec<ModelSpec>,
     settings: ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_access(&settings, listener.local_addr()?)?;
-    let server = Server::start(model_dir, settings).await?;
-    tracing::info!(model = %server.state.info.name, addr = %listener.local_addr()?, "serving");
+    let server = Server::start(models, settings).await?;
+    let names: Vec<String> = server
+        .state
+        .models
+        .all()
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    tracing::info!(models = %names.join(","), addr = %listener.local_addr()?, "serving");
+    reload_on_hangup(server.state.clone());
     server.serve(listener, ShutdownClock::start(shutdown)).await
+}
+
+/// Reloads every model on each `SIGHUP`, for as long as the server runs.
+fn reload_on_hangup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let weak = Arc::downgrade(&state);
+        drop(state);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::error!("cannot listen for SIGHUP: reload with POST /v1/admin/reload");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let Some(state) = weak.upgrade() else { return };
+                tracing::info!("SIGHUP: reloading every model");
+                if let Err(e) = state.models.reload(None).await {
+                    tracing::error!(error = %e, "reload failed");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(state);
 }
 
 /// What [`run`] starts and must stop.
 struct Server {
     state: Arc<AppState>,
-    /// The engine thread; it stops when the last handle on its queue is dropped.
-    worker: std::thread::JoinHandle<()>,
     store: Option<Store>,
     writer: Option<LogWriter>,
 }
 
 impl Server {
-    /// Loads the model, starts the engine and opens the store.
-    async fn start(model_dir: &Path, settings: ServeSettings) -> anyhow::Result<Self> {
-        let dir = model_dir.to_path_buf();
-        let precision = settings.precision;
-        let mut classifier =
-            tokio::task::spawn_blocking(move || Classifier::load_with(&dir, precision))
-                .await?
-                .with_context(|| format!("loading model {}", model_dir.display()))?;
-        let mut calibration = Calibration::load(model_dir)?;
-        if let Some(c) = &mut calibration {
-            let (labels, hidden) = (classifier.labels.len(), classifier.config.hidden_size);
-            c.check_against(model_dir, labels, classifier.network.layer_count(), hidden)?;
-            if let Some(neighbours) = &c.neighbours {
-                // Answers' feature vectors are the ones the neighbours were built from.
-                classifier.features = neighbours.representation;
-            }
-        }
-        let classifier = Arc::new(classifier);
+    /// Opens the store, loads the models and starts their engines.
+    async fn start(models: Vec<ModelSpec>, settings: ServeSettings) -> anyhow::Result<Self> {
+        models::check_specs(&models)?;
         let metrics = Arc::new(Metrics::new()?);
-        let cost = CostSettings {
-            max_request_cost: settings.limits.max_request_cost,
-            request_timeout: settings.limits.request_timeout,
-        };
-        let (engine, worker) =
-            Engine::start(classifier.clone(), settings.batch, cost, metrics.clone())?;
-        let info = model_info(model_dir, &classifier, calibration.as_ref());
         let (store, log, writer) = match &settings.persistence {
             Some(p) => {
-                let (store, log, writer) = open_store(p, &info, &metrics).await?;
+                let (store, log, writer) = open_store(p, &metrics).await?;
                 (Some(store), Some(log), Some(writer))
             }
             None => (None, None, None),
         };
+        let loader = Loader {
+            precision: settings.precision,
+            batch: settings.batch,
+            cost: CostSettings {
+                max_request_cost: settings.limits.max_request_cost,
+                request_timeout: settings.limits.request_timeout,
+            },
+            metrics: metrics.clone(),
+            store: store.clone(),
+            log: log.clone(),
+        };
+        let registry = Registry::load(models, loader).await?;
         let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
         let max_stored_text_chars = settings
             .persistence
@@ -248,25 +267,22 @@ impl Server {
             .map_or(usize::MAX, |p| p.max_stored_text_chars);
         let mut settings = settings;
         if settings.limits.max_input_chars == 0 {
-            settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * info.max_length;
+            let longest = registry.all().iter().map(|m| m.info.max_length).max();
+            settings.limits.max_input_chars = CHARS_PER_TOKEN_READ * longest.unwrap_or(512);
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let state = Arc::new(AppState {
-            classifier,
-            engine,
+            models: registry,
             metrics,
             settings,
-            info,
             store: store.clone(),
             log,
             store_text,
             max_stored_text_chars,
-            calibration,
             tokenizer_permits: tokio::sync::Semaphore::new(cores),
         });
         Ok(Self {
             state,
-            worker,
             store,
             writer,
         })
@@ -278,10 +294,10 @@ impl Server {
     async fn serve(self, listener: TcpListener, clock: ShutdownClock) -> anyhow::Result<()> {
         let Server {
             state,
-            worker,
             store,
             writer,
         } = self;
+        let workers_of = Arc::downgrade(&state);
         let connections = state.settings.connections;
         let metrics = state.metrics.clone();
         let (requests_done, requests_over) = tokio::sync::oneshot::channel::<()>();
@@ -292,9 +308,18 @@ impl Server {
             })
             .await;
             // Every connection, and with it every handle on the engine
-            // queue, is gone: the engine drains and stops.
+            // queues, is gone: the engines drain and stop.
             let _ = requests_done.send(());
-            tokio::task::spawn_blocking(move || worker.join()).await
+            let workers = workers_of
+                .upgrade()
+                .map(|state| state.models.take_workers())
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || {
+                for worker in workers {
+                    let _ = worker.join();
+                }
+            })
+            .await
         };
         let log = async {
             if let Some(writer) = writer {
@@ -307,7 +332,7 @@ impl Server {
             }
         };
         let (engine_stopped, ()) = tokio::join!(http, log);
-        engine_stopped?.ok();
+        engine_stopped?;
         if let Some(store) = store {
             store.close().await;
         }
@@ -360,10 +385,10 @@ fn check_access(settings: &ServeSettings, addr: std::net::SocketAddr) -> anyhow:
     Ok(())
 }
 
-/// Connects, migrates, registers the model and starts the prediction log.
+/// Connects, migrates and starts the prediction log (whose handles each
+/// model binds to its own id as it registers).
 async fn open_store(
     persistence: &Persistence,
-    info: &ModelInfo,
     metrics: &Metrics,
 ) -> anyhow::Result<(Store, PredictionLog, LogWriter)> {
     let url = &persistence.database_url;
@@ -374,24 +399,19 @@ async fn open_store(
         .migrate()
         .await
         .with_context(|| format!("migrating {}", redact(url)))?;
-    let model_id = store
-        .register_model(&ModelRecord {
-            name: info.name.clone(),
-            weights_sha256: info.weights_sha256.clone(),
-            labels: info.labels.clone(),
-            metrics: info.training_metrics.clone(),
-        })
-        .await
-        .context("registering the model")?;
     tracing::info!(database = %redact(url), store_text = persistence.store_text, "logging predictions");
     let (log, writer) = PredictionLog::start(
         store.clone(),
-        model_id,
+        UNBOUND_MODEL_ID,
         persistence.log,
         metrics.log_counters(),
     );
     Ok((store, log, writer))
 }
+
+/// The id the log's first handle carries: every handle that logs is bound
+/// to its model's id first ([`PredictionLog::for_model`]).
+const UNBOUND_MODEL_ID: i64 = 0;
 
 /// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -404,10 +424,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/classify", post(classify::classify))
         .route("/v1/classify/uncertainty", post(classify::uncertainty))
         .route("/v1/model", get(ops::model))
+        .route("/v1/models", get(ops::models))
+        .route("/v1/models/{name}", get(ops::model_by_name))
+        .route("/v1/admin/reload", post(ops::reload))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/v1/review-queue", get(feedback::review_queue))
         .route("/v1/stats", get(feedback::stats))
         .route("/predict", post(compat::predict))
+        .route("/v2", get(kserve::server_metadata))
+        .route("/v2/models/{name}", get(kserve::model_metadata))
+        .route("/v2/models/{name}/ready", get(kserve::model_ready))
+        .route("/v2/models/{name}/infer", post(kserve::infer))
         .route("/", post(compat::inference_api))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -416,7 +443,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let open = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/v2/health/live", get(kserve::live))
+        .route("/v2/health/ready", get(kserve::ready));
     Router::new()
         .merge(protected)
         .merge(open)
@@ -546,61 +575,6 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     response
 }
 
-fn model_info(dir: &Path, classifier: &Classifier, calibration: Option<&Calibration>) -> ModelInfo {
-    let c = &classifier.config;
-    let name = std::fs::canonicalize(dir)
-        .unwrap_or_else(|_| PathBuf::from(dir))
-        .file_name()
-        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
-    let training_metrics = std::fs::read_to_string(dir.join("metrics.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    ModelInfo {
-        name,
-        labels: classifier.labels.clone(),
-        layers: c.num_hidden_layers,
-        hidden_size: c.hidden_size,
-        attention_heads: c.num_attention_heads,
-        intermediate_size: c.intermediate_size,
-        vocab_size: c.vocab_size,
-        max_length: c.candor.max_length,
-        dropout: [
-            c.hidden_dropout_prob,
-            c.attention_probs_dropout_prob,
-            c.classifier_dropout_rate(),
-        ],
-        temperature: c.candor.temperature,
-        weights_sha256: classifier.weights_sha256.clone(),
-        precision: classifier.precision.to_string(),
-        training_metrics,
-        calibration: calibration.map(|c| CalibrationInfo {
-            examples: c.examples,
-            mc_samples: c.mc_samples,
-            modes: [
-                ("full", c.full.is_some()),
-                ("head", c.head.is_some()),
-                ("top", c.top.is_some()),
-            ]
-            .into_iter()
-            .filter(|(_, present)| *present)
-            .map(|(mode, _)| mode.to_string())
-            .collect(),
-            feature_distance: c.scores_distances(),
-            distance: distance_info(c),
-            top_layers: c.top.as_ref().map(|t| t.layers),
-            abstention: c.abstention.clone(),
-        }),
-        sampling: Some(SamplingInfo {
-            modes: vec!["full".into(), "head".into(), "top".into()],
-            max_top_layers: c.num_hidden_layers,
-            default_top_layers: calibration
-                .and_then(|c| c.top.as_ref())
-                .map_or(1, |t| t.layers),
-        }),
-        limits: None,
-    }
-}
-
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = async {
@@ -628,23 +602,4 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received: finishing requests in flight");
-}
-
-/// How a calibration's distance is measured, for `/v1/model`.
-fn distance_info(c: &Calibration) -> Option<DistanceInfo> {
-    match (&c.neighbours, &c.feature_distance) {
-        (Some(n), _) => Some(DistanceInfo {
-            score: "knn".into(),
-            representation: n.representation.to_string(),
-            k: Some(n.k),
-            stored: Some(n.stored),
-        }),
-        (None, Some(_)) => Some(DistanceInfo {
-            score: "mahalanobis".into(),
-            representation: "last layer mean".into(),
-            k: None,
-            stored: None,
-        }),
-        (None, None) => None,
-    }
 }

@@ -1,30 +1,104 @@
-//! Operational routes: model description, liveness, readiness, metrics.
+//! Operational routes: model descriptions, reload, liveness, readiness, metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use std::path::Path;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::api::{ModelInfo, Readiness, RequestLimits};
+use super::api::{
+    CalibrationInfo, DistanceInfo, ModelInfo, ModelList, ModelSummary, Readiness, ReloadAnswer,
+    ReloadRequest, RequestLimits, SamplingInfo,
+};
+use super::error::{ApiError, ErrorBody};
+use super::models::ServedModel;
 use super::AppState;
+use crate::model::Classifier;
+use crate::uncertainty::calibration::Calibration;
 
-/// The model being served: labels, sizes, temperature, training metrics, weights hash.
+/// The default model: labels, sizes, temperature, training metrics, weights hash.
 #[utoipa::path(get, path = "/v1/model", responses((status = 200, body = ModelInfo)))]
 pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
+    Json(described(&state, &state.models.default_model()))
+}
+
+/// One model by name, as `/v1/model` describes the default one.
+#[utoipa::path(get, path = "/v1/models/{name}", params(("name" = String, Path, description = "A model's name")),
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody)))]
+pub async fn model_by_name(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let model = state.models.get(Some(&name))?;
+    Ok(Json(described(&state, &model)))
+}
+
+/// Every model served, the default first: labels, sizes and weights hash.
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList)))]
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
+    let all = state.models.all();
+    Json(ModelList {
+        default: all[0].name.clone(),
+        models: all.iter().map(|m| summary(m)).collect(),
+    })
+}
+
+/// Re-reads model directories (every model, or the one named) and switches
+/// requests to each new copy once it is loaded and warm; requests already
+/// queued finish on the old one. When a directory fails to load nothing is
+/// switched, the old models keep serving, and the answer says why. `SIGHUP`
+/// does the same for every model.
+#[utoipa::path(post, path = "/v1/admin/reload", request_body(content = Option<ReloadRequest>),
+    responses((status = 200, body = ReloadAnswer), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reload(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<ReloadAnswer>, ApiError> {
+    let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?
+    };
+    let reloaded = state.models.reload(request.model.as_deref()).await?;
+    Ok(Json(ReloadAnswer { reloaded }))
+}
+
+/// A model's description with the limits this server sets.
+fn described(state: &AppState, model: &ServedModel) -> ModelInfo {
     let limits = &state.settings.limits;
-    let mut info = state.info.clone();
+    let mut info = model.info.clone();
     info.limits = Some(RequestLimits {
         max_inputs: limits.max_inputs,
         max_body_bytes: limits.max_body_bytes,
         max_input_chars: limits.max_input_chars,
         max_samples: state.settings.sampling.max_samples,
-        max_request_cost: state.engine.cost_budget(),
+        max_request_cost: model.engine.cost_budget(),
         request_timeout_ms: limits.request_timeout.as_millis() as u64,
     });
-    Json(info)
+    info
+}
+
+fn summary(model: &ServedModel) -> ModelSummary {
+    let info = &model.info;
+    ModelSummary {
+        name: model.name.clone(),
+        directory: model.dir.display().to_string(),
+        labels: info.labels.clone(),
+        layers: info.layers,
+        hidden_size: info.hidden_size,
+        weights_bytes: std::fs::metadata(model.dir.join("model.safetensors"))
+            .map_or(0, |m| m.len()),
+        weights_sha256: info.weights_sha256.clone(),
+        precision: info.precision.clone(),
+        loaded_at: crate::store::timestamp(model.loaded_at),
+        ready: model.engine.is_ready(),
+    }
 }
 
 /// Liveness: the process answers.
@@ -33,14 +107,14 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the model is loaded and warm (503 until then).
+/// Readiness: every model is loaded and warm (503 until then).
 ///
 /// The database's state is reported but does not make the server unready:
 /// predictions are answered without it (and logged once it is back), so a
 /// load balancer should keep sending them.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let ready = state.engine.is_ready();
+    let ready = state.models.is_ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -51,7 +125,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         status,
         Json(Readiness {
             ready,
-            queue_depth: state.engine.queue_depth(),
+            queue_depth: state
+                .models
+                .all()
+                .iter()
+                .map(|m| m.engine.queue_depth())
+                .sum(),
             database: database.to_string(),
             log_backlog: state.log.as_ref().map_or(0, |l| l.backlog()),
             database_error,
@@ -79,12 +158,91 @@ async fn database_state(state: &AppState) -> (&'static str, Option<String>) {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    state
-        .metrics
-        .queue_depth
-        .set(state.engine.queue_depth() as i64);
+    for model in state.models.all() {
+        state
+            .metrics
+            .queue_depth
+            .with_label_values(&[&model.name])
+            .set(model.engine.queue_depth() as i64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// What `GET /v1/models/{name}` says of a model loaded from `dir`.
+pub(super) fn model_info(
+    name: &str,
+    dir: &Path,
+    classifier: &Classifier,
+    calibration: Option<&Calibration>,
+) -> ModelInfo {
+    let c = &classifier.config;
+    let training_metrics = std::fs::read_to_string(dir.join("metrics.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    ModelInfo {
+        name: name.to_string(),
+        labels: classifier.labels.clone(),
+        layers: c.num_hidden_layers,
+        hidden_size: c.hidden_size,
+        attention_heads: c.num_attention_heads,
+        intermediate_size: c.intermediate_size,
+        vocab_size: c.vocab_size,
+        max_length: c.candor.max_length,
+        dropout: [
+            c.hidden_dropout_prob,
+            c.attention_probs_dropout_prob,
+            c.classifier_dropout_rate(),
+        ],
+        temperature: c.candor.temperature,
+        weights_sha256: classifier.weights_sha256.clone(),
+        precision: classifier.precision.to_string(),
+        training_metrics,
+        calibration: calibration.map(|c| CalibrationInfo {
+            examples: c.examples,
+            mc_samples: c.mc_samples,
+            modes: [
+                ("full", c.full.is_some()),
+                ("head", c.head.is_some()),
+                ("top", c.top.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(mode, _)| mode.to_string())
+            .collect(),
+            feature_distance: c.scores_distances(),
+            distance: distance_info(c),
+            top_layers: c.top.as_ref().map(|t| t.layers),
+            abstention: c.abstention.clone(),
+        }),
+        sampling: Some(SamplingInfo {
+            modes: vec!["full".into(), "head".into(), "top".into()],
+            max_top_layers: c.num_hidden_layers,
+            default_top_layers: calibration
+                .and_then(|c| c.top.as_ref())
+                .map_or(1, |t| t.layers),
+        }),
+        limits: None,
+    }
+}
+
+/// How a calibration's distance is measured, for `/v1/model`.
+fn distance_info(c: &Calibration) -> Option<DistanceInfo> {
+    match (&c.neighbours, &c.feature_distance) {
+        (Some(n), _) => Some(DistanceInfo {
+            score: "knn".into(),
+            representation: n.representation.to_string(),
+            k: Some(n.k),
+            stored: Some(n.stored),
+        }),
+        (None, Some(_)) => Some(DistanceInfo {
+            score: "mahalanobis".into(),
+            representation: "last layer mean".into(),
+            k: None,
+            stored: None,
+        }),
+        (None, None) => None,
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::models::ServedModel;
 use super::AppState;
 use crate::store::{PredictionRecord, SampledFigures};
 use crate::uncertainty::{entropy, margin, McSummary, SamplingMode};
@@ -37,12 +38,18 @@ pub struct Answered<'a> {
 /// Ids for a request's predictions; queues their records when a log is kept.
 pub fn log_predictions(
     state: &AppState,
+    model: &ServedModel,
     context: &RequestContext,
     endpoint: &'static str,
     answered: &[Answered<'_>],
 ) -> Vec<Uuid> {
     let ids: Vec<Uuid> = answered.iter().map(|_| Uuid::now_v7()).collect();
-    if let Some(log) = &state.log {
+    state
+        .metrics
+        .inputs
+        .with_label_values(&[&model.name, endpoint])
+        .inc_by(answered.len() as u64);
+    if let Some(log) = &model.log {
         let latency_ms = context.started.elapsed().as_secs_f64() * 1e3;
         let created_at = SystemTime::now();
         let records = answered
@@ -57,7 +64,7 @@ pub fn log_predictions(
                     text,
                     text_truncated,
                     text_sha256: hex::encode(Sha256::digest(a.text.as_bytes())),
-                    label: top_label(&state.classifier.labels, a.probabilities),
+                    label: top_label(model.labels(), a.probabilities),
                     score: a.probabilities.iter().copied().fold(0.0f32, f32::max) as f64,
                     probabilities: a.probabilities.to_vec(),
                     predictive_entropy: a.sampled.map_or_else(
@@ -109,6 +116,7 @@ fn first_chars(text: &str, max: usize) -> (&str, bool) {
 /// Logs deterministic predictions and returns their ids as strings.
 pub fn log_deterministic(
     state: &AppState,
+    model: &ServedModel,
     context: &RequestContext,
     endpoint: &'static str,
     texts: &[String],
@@ -126,7 +134,7 @@ pub fn log_deterministic(
             abstained: abstained.get(i).copied().flatten(),
         })
         .collect();
-    log_predictions(state, context, endpoint, &answered)
+    log_predictions(state, model, context, endpoint, &answered)
         .into_iter()
         .map(|id| id.to_string())
         .collect()

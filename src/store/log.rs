@@ -1,5 +1,6 @@
 //! The prediction log: handlers hand records to a bounded queue and return at
-//! once; one writer task inserts them in batches, one transaction per batch.
+//! once; one writer task inserts them in batches, one transaction per batch
+//! and model.
 //!
 //! While the database is away the writer retries the batch in hand with
 //! back-off and the queue fills; the queue is the bounded backlog, bounded
@@ -16,6 +17,7 @@
 //! aside, counted (`candor_predictions_rejected_total`, a part of the
 //! unlogged count) and logged with its id and the database's reason.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,7 +58,7 @@ pub struct LogCounters {
 }
 
 enum Entry {
-    Predictions(Vec<PredictionRecord>),
+    Predictions(i64, Vec<PredictionRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -71,11 +73,13 @@ pub enum FlushError {
     Timeout,
 }
 
-/// The handle handlers log through; cheap to clone.
+/// The handle handlers log through, for one model; cheap to clone.
 #[derive(Clone)]
 pub struct PredictionLog {
     queue: mpsc::Sender<Entry>,
     state: Arc<WriterState>,
+    /// The store's id of the model whose predictions this handle logs.
+    model_id: i64,
 }
 
 /// What the writer knows about the database, for readiness and metrics.
@@ -101,7 +105,8 @@ pub struct LogWriter {
 }
 
 impl PredictionLog {
-    /// Starts the writer for predictions of `model_id`.
+    /// Starts the writer; this handle logs predictions of `model_id` (see
+    /// [`PredictionLog::for_model`] for other models).
     pub fn start(
         store: Store,
         model_id: i64,
@@ -121,7 +126,6 @@ impl PredictionLog {
         });
         let task = tokio::spawn(write_loop(
             store,
-            model_id,
             Inbox {
                 receiver,
                 closed: Some(closed),
@@ -133,6 +137,7 @@ impl PredictionLog {
             PredictionLog {
                 queue,
                 state: state.clone(),
+                model_id,
             },
             LogWriter {
                 task,
@@ -141,6 +146,14 @@ impl PredictionLog {
                 close,
             },
         )
+    }
+
+    /// A handle on the same writer that logs predictions of `model_id`.
+    pub fn for_model(&self, model_id: i64) -> PredictionLog {
+        PredictionLog {
+            model_id,
+            ..self.clone()
+        }
     }
 
     /// Queues predictions for writing; never waits. When the backlog is full
@@ -159,7 +172,10 @@ impl PredictionLog {
             return;
         }
         self.state.counters.backlog.add(count);
-        if let Err(e) = self.queue.try_send(Entry::Predictions(predictions)) {
+        if let Err(e) = self
+            .queue
+            .try_send(Entry::Predictions(self.model_id, predictions))
+        {
             self.state.counters.backlog.sub(count);
             self.state.release(bytes);
             self.state.counters.unlogged.inc_by(count as u64);
@@ -214,6 +230,19 @@ fn approximate_bytes(records: &[PredictionRecord]) -> usize {
         .iter()
         .map(PredictionRecord::approximate_bytes)
         .sum()
+}
+
+/// Predictions taken for one write, by model: one transaction per model.
+#[derive(Default)]
+struct Batch {
+    rows: usize,
+    by_model: BTreeMap<i64, Vec<PredictionRecord>>,
+}
+
+impl Batch {
+    fn bytes(&self) -> usize {
+        self.by_model.values().map(|r| approximate_bytes(r)).sum()
+    }
 }
 
 impl WriterState {
@@ -365,38 +394,37 @@ impl Inbox {
     }
 }
 
-async fn write_loop(
-    store: Store,
-    model_id: i64,
-    mut inbox: Inbox,
-    batch_rows: usize,
-    state: Arc<WriterState>,
-) {
+async fn write_loop(store: Store, mut inbox: Inbox, batch_rows: usize, state: Arc<WriterState>) {
     while let Some(first) = inbox.next().await {
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let mut waiting = Vec::new();
         take(first, &mut batch, &mut waiting);
         // Under load, waiting a moment for company turns many small
         // transactions into a few large ones; a lone prediction waits at
         // most LINGER, and a flush does not wait.
         let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < batch_rows && waiting.is_empty() {
+        while batch.rows < batch_rows && waiting.is_empty() {
             match tokio::time::timeout_at(deadline, inbox.receiver.recv()).await {
                 Ok(Some(entry)) => take(entry, &mut batch, &mut waiting),
                 Ok(None) | Err(_) => break,
             }
         }
-        write_batch(&store, model_id, &batch, &state).await;
-        state.release(approximate_bytes(&batch));
+        for (&model_id, rows) in &batch.by_model {
+            write_batch(&store, model_id, rows, &state).await;
+        }
+        state.release(batch.bytes());
         for done in waiting {
             let _ = done.send(());
         }
     }
 }
 
-fn take(entry: Entry, batch: &mut Vec<PredictionRecord>, waiting: &mut Vec<oneshot::Sender<()>>) {
+fn take(entry: Entry, batch: &mut Batch, waiting: &mut Vec<oneshot::Sender<()>>) {
     match entry {
-        Entry::Predictions(rows) => batch.extend(rows),
+        Entry::Predictions(model_id, rows) => {
+            batch.rows += rows.len();
+            batch.by_model.entry(model_id).or_default().extend(rows);
+        }
         Entry::Flush(done) => waiting.push(done),
     }
 }

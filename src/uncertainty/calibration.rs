@@ -23,6 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use super::abstention::{AbstentionPolicy, AbstentionRule};
+use super::cascade::CascadeStep;
 use super::conformal::{conformal_threshold, coverage_and_size, nonconformity, prediction_set};
 use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalError, MC_BUDGET};
 use super::feature_distance::FeatureDistance;
@@ -67,6 +68,10 @@ pub struct Calibration {
     /// the `feature_distance` answers carry.
     #[serde(default)]
     pub neighbours: Option<NeighbourCalibration>,
+    /// When this model answers first in a cascade: when to pass a text on,
+    /// one fit per next model (`candor calibrate --cascade-to`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cascade: Vec<CascadeStep>,
 }
 
 /// The scores of MC dropout over the top layers, for one number of layers.
@@ -358,6 +363,7 @@ pub fn fit(
             scores,
         }),
         abstention: None,
+        cascade: Vec::new(),
         feature_distance,
         neighbours,
     })
@@ -522,6 +528,7 @@ mod tests {
             }),
             feature_distance: None,
             neighbours: None,
+            cascade: Vec::new(),
         };
         calibration.save(dir.path()).expect("writes");
         let again = Calibration::load(dir.path())

@@ -8,6 +8,7 @@
 
 pub mod abstention;
 pub mod calibration;
+pub mod cascade;
 pub mod conformal;
 pub mod distance_report;
 pub mod evaluate;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use candor::model::Precision;
 use candor::serve::engine::BatchSettings;
 use candor::serve::listen::ConnectionSettings;
+use candor::serve::models::ModelSpec;
 use candor::serve::{Limits, SamplingLimits, ServeSettings};
 use tokio::sync::oneshot;
 
@@ -106,13 +107,18 @@ pub async fn spawn_app_with(settings: ServeSettings) -> TestApp {
 
 /// Starts a server on another model directory.
 pub async fn spawn_app_for(model: PathBuf, settings: ServeSettings) -> TestApp {
+    spawn_app_serving(vec![ModelSpec::of_dir(&model)], settings).await
+}
+
+/// Starts a server on several models (the first the default).
+pub async fn spawn_app_serving(models: Vec<ModelSpec>, settings: ServeSettings) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        candor::serve::run(listener, &model, settings, async {
+        candor::serve::run(listener, models, settings, async {
             let _ = rx.await;
         })
         .await
@@ -172,12 +178,7 @@ pub fn fixture_with_neighbours(
 ) -> PathBuf {
     use candor::uncertainty::calibration::Calibration;
     use candor::uncertainty::neighbours::{NeighbourCalibration, NeighbourSettings};
-    let model = dir.join("tiny-trec6");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(fixture_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    let model = fixture_copy(dir, "tiny-trec6");
     let classifier = candor::model::Classifier::load(&model).expect("fixture loads");
     let mut calibration = Calibration::load(&model)
         .expect("reads")
@@ -193,5 +194,34 @@ pub fn fixture_with_neighbours(
             .expect("fits"),
     );
     calibration.save(&model).expect("writes");
+    model
+}
+
+/// A copy of the fixture model in `dir/name` (so a test may change it).
+pub fn fixture_copy(dir: &std::path::Path, name: &str) -> PathBuf {
+    let model = dir.join(name);
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(fixture_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    model
+}
+
+/// Rewrites the model in `model` with its classifier's weights negated:
+/// the same labels and files, other weights and other answers.
+pub fn negate_classifier(model: &std::path::Path) {
+    let path = model.join("model.safetensors");
+    let mut tensors =
+        candle_core::safetensors::load(&path, &candle_core::Device::Cpu).expect("weights load");
+    let weight = tensors["classifier.weight"].neg().expect("negates");
+    tensors.insert("classifier.weight".into(), weight);
+    candle_core::safetensors::save(&tensors, &path).expect("weights save");
+}
+
+/// The fixture's copy in `dir/name` with its classifier negated.
+pub fn fixture_variant(dir: &std::path::Path, name: &str) -> PathBuf {
+    let model = fixture_copy(dir, name);
+    negate_classifier(&model);
     model
 }

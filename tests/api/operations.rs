@@ -87,7 +87,8 @@ async fn metrics_count_requests_by_route_and_status() {
     ));
     assert!(text.contains("candor_http_request_duration_seconds_bucket"));
     assert!(text.contains("candor_queue_depth"));
-    assert!(text.contains("candor_mc_samples_total 5"));
+    // Per model: a server may serve several.
+    assert!(text.contains(r#"candor_mc_samples_total{model="tiny-trec6"} 5"#));
     assert!(text.contains("candor_batch_rows_count"));
     app.stop().await.unwrap();
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use candor::serve::models::ModelSpec;
 use candor::serve::ServeSettings;
 
 use candor::model::{Pooling, Representation};
@@ -18,7 +19,7 @@ async fn start_on(addr: &str, model: &Path, settings: ServeSettings) -> Result<(
     let port = listener.local_addr().unwrap().port();
     let model = model.to_path_buf();
     let server = tokio::spawn(async move {
-        candor::serve::run(listener, &model, settings, async {
+        candor::serve::run(listener, vec![ModelSpec::of_dir(&model)], settings, async {
             let _ = stopped.await;
         })
         .await
