@@ -44,6 +44,16 @@ pub struct CalibrateArgs {
     pub neighbours: NeighbourArgs,
     #[command(flatten)]
     pub abstain: AbstainArgs,
+    /// Fit only when this model, answering first in a cascade, passes a text
+    /// on to the model in this directory (same labels): the lowest threshold
+    /// on its calibrated top probability that keeps the cascade's accuracy on
+    /// --data within --cascade-margin of the next model's. Added to the
+    /// existing calibration.json; the rest of it is kept.
+    #[arg(long)]
+    pub cascade_to: Option<PathBuf>,
+    /// Accuracy points the cascade may lose against the next model alone.
+    #[arg(long, default_value_t = 0.5)]
+    pub cascade_margin: f64,
 }
 
 /// Which distance to the training data answers carry (needs --reference):
@@ -261,6 +271,9 @@ pub(super) fn run_eval(args: &EvalArgs, precision: Precision) -> anyhow::Result<
 }
 
 pub(super) fn run_calibrate(args: &CalibrateArgs, precision: Precision) -> anyhow::Result<()> {
+    if let Some(next) = &args.cascade_to {
+        return super::cascade::run_cascade_fit(args, next, precision);
+    }
     let policy = args.abstain.policy()?;
     if let Some(policy) = &policy {
         policy

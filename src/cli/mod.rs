@@ -16,6 +16,7 @@ use crate::train::{
 use crate::uncertainty::calibration::AbstentionPolicy;
 use crate::uncertainty::{self, McSummary};
 
+mod cascade;
 mod compress;
 mod evaluate;
 mod serve;

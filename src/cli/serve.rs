@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::DatabaseArgs;
 use crate::model::Precision;
-use crate::serve::models::ModelSpec;
+use crate::serve::models::{CascadeSpec, ModelSpec};
 
 /// Options of `candor serve`.
 #[derive(Debug, Args)]
@@ -23,6 +23,13 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub model: Vec<ModelSpec>,
+    /// A cascade, served under its own name: NAME=FIRST,NEXT[,…] of served
+    /// models' names. /v1/classify with "model": NAME answers with the first
+    /// model when its calibrated top probability reaches the threshold
+    /// fitted by `candor calibrate --cascade-to`, and passes the text on
+    /// otherwise. Repeatable; separate several with ';' in CANDOR_CASCADE.
+    #[arg(long, env = "CANDOR_CASCADE", value_delimiter = ';')]
+    pub cascade: Vec<CascadeSpec>,
     /// Address to listen on.
     #[arg(long, env = "CANDOR_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -172,6 +179,7 @@ impl ServeArgs {
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             insecure_no_auth: self.insecure_no_auth,
             precision,
+            cascades: self.cascade.clone(),
             persistence: (!self.no_database).then(|| Persistence {
                 database_url: self.database.database_url.clone(),
                 store_text: self.store_text,

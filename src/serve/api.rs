@@ -231,6 +231,9 @@ pub struct Prediction {
     pub score: f32,
     /// Labels with probabilities, high to low.
     pub scores: Vec<LabelScore>,
+    /// When a cascade answered: the model of the cascade that did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
     /// Prediction set and abstention, when asked for.
     #[serde(flatten)]
     pub decision: Decision,
@@ -239,7 +242,7 @@ pub struct Prediction {
 /// `POST /v1/classify` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClassifyResponse {
-    /// Name of the model that answered.
+    /// Name of the model (or cascade) that answered.
     pub model: String,
     /// The decision rules applied, if any.
     #[serde(flatten)]
@@ -363,6 +366,20 @@ pub struct ModelList {
     pub default: String,
     /// Every model served, the default first.
     pub models: Vec<ModelSummary>,
+    /// The cascades served (`--cascade`).
+    pub cascades: Vec<CascadeSummary>,
+}
+
+/// One cascade in `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CascadeSummary {
+    /// The name requests use.
+    pub name: String,
+    /// Its models, in the order they are asked.
+    pub models: Vec<String>,
+    /// For each model but the last: the calibrated top probability from
+    /// which it answers (null: it passes every text on).
+    pub thresholds: Vec<Option<f64>>,
 }
 
 /// One model in `GET /v1/models`.

@@ -89,6 +89,9 @@ pub async fn classify(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<ClassifyRequest>,
 ) -> Result<Json<ClassifyResponse>, ApiError> {
+    if let Some(cascade) = req.model.as_deref().and_then(|n| state.models.cascade(n)) {
+        return super::cascade::classify(&state, &context, cascade, req).await;
+    }
     let model = state.models.get(req.model.as_deref())?;
     let labels = model.labels();
     let k = check_top_k(req.top_k, labels.len())?;
@@ -145,6 +148,7 @@ pub async fn classify(
                 label: scores[0].label.clone(),
                 score: scores[0].score,
                 scores,
+                answered_by: None,
                 decision: decider.decide(labels, c, s, features.get(i)),
             }
         })

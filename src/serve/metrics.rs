@@ -32,8 +32,10 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// MC-dropout samples computed (inputs × samples), by model.
     pub mc_samples: IntCounterVec,
-    /// Inputs answered, by model (and, for a cascade, by the model that answered).
+    /// Inputs answered, by model and route.
     pub inputs: IntCounterVec,
+    /// Inputs a cascade answered, by cascade and the model that answered.
+    pub cascade_answers: IntCounterVec,
     /// Connections open now.
     pub connections_open: IntGauge,
     /// Connections closed at once because `max_connections` were open.
@@ -109,7 +111,15 @@ impl Metrics {
         registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(mc_samples.clone()))?;
+        let cascade_answers = IntCounterVec::new(
+            Opts::new(
+                "cascade_answers_total",
+                "Inputs a cascade answered, by cascade and by the model that answered",
+            ),
+            &["cascade", "answered_by"],
+        )?;
         registry.register(Box::new(inputs.clone()))?;
+        registry.register(Box::new(cascade_answers.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(connections_timed_out.clone()))?;
@@ -148,6 +158,7 @@ impl Metrics {
             queue_depth,
             mc_samples,
             inputs,
+            cascade_answers,
             connections_open,
             connections_refused,
             connections_timed_out,

@@ -14,6 +14,7 @@
 //! port 0 and stop the server when they like.
 
 pub mod api;
+pub mod cascade;
 pub mod classify;
 pub mod compat;
 pub mod decide;
@@ -106,6 +107,8 @@ pub struct ServeSettings {
     pub persistence: Option<Persistence>,
     /// Arithmetic of the model's dense layers.
     pub precision: Precision,
+    /// Cascades over the served models, served under their own names.
+    pub cascades: Vec<models::CascadeSpec>,
 }
 
 /// Where predictions and feedback are kept.
@@ -259,7 +262,7 @@ impl Server {
             store: store.clone(),
             log: log.clone(),
         };
-        let registry = Registry::load(models, loader).await?;
+        let registry = Registry::load(models, settings.cascades.clone(), loader).await?;
         let store_text = settings.persistence.as_ref().is_none_or(|p| p.store_text);
         let max_stored_text_chars = settings
             .persistence

@@ -89,6 +89,119 @@ pub fn dir_name(dir: &Path) -> String {
         .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
+/// A cascade to serve: its name and its models' names, smallest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadeSpec {
+    /// The name requests use, like a model's.
+    pub name: String,
+    /// The models it runs, in order; each passes on what it is unsure of.
+    pub stages: Vec<String>,
+}
+
+impl FromStr for CascadeSpec {
+    type Err = String;
+
+    /// `NAME=FIRST,NEXT[,…]`, naming served models.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, stages) = s.trim().split_once('=').ok_or_else(|| {
+            format!("a cascade is NAME=FIRST,NEXT (served models' names), got '{s}'")
+        })?;
+        let name = name.trim();
+        check_name(name)?;
+        let stages: Vec<String> = stages.split(',').map(|m| m.trim().to_string()).collect();
+        if stages.len() < 2 || stages.iter().any(String::is_empty) {
+            return Err(format!(
+                "cascade '{name}' needs two or more models' names, separated by commas, got '{s}'"
+            ));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            stages,
+        })
+    }
+}
+
+/// A cascade as one request runs it: its models (as they are now) and, for
+/// each but the last, the threshold above which it answers.
+pub struct CascadePlan {
+    /// The cascade's name.
+    pub name: String,
+    /// Each model with the threshold on its calibrated top probability;
+    /// the last model's is `None` (it answers whatever reaches it), as is
+    /// one whose fit passes everything on.
+    pub stages: Vec<(Arc<ServedModel>, Option<f64>)>,
+}
+
+/// Checks that every cascade is well formed over `models`: a new name,
+/// served models (not itself, not a cascade) of the same labels, and a fit
+/// for each hand-over in the first model's calibration. The thresholds of
+/// each cascade's stages, in order.
+fn plan_cascades(
+    cascades: &[CascadeSpec],
+    models: &[Arc<ServedModel>],
+) -> Result<Vec<Vec<Option<f64>>>, String> {
+    let find = |name: &str| models.iter().find(|m| m.name == name);
+    let mut plans = Vec::with_capacity(cascades.len());
+    for (i, cascade) in cascades.iter().enumerate() {
+        let name = &cascade.name;
+        if find(name).is_some() || cascades[..i].iter().any(|c| &c.name == name) {
+            return Err(format!(
+                "cascade '{name}' has the name of another model or cascade"
+            ));
+        }
+        let mut stages = Vec::with_capacity(cascade.stages.len());
+        for stage in &cascade.stages {
+            if stage == name {
+                return Err(format!("cascade '{name}' names itself"));
+            }
+            let model = find(stage).ok_or_else(|| {
+                let served: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                format!(
+                    "cascade '{name}' names '{stage}', which is not a served model (served: {})",
+                    served.join(", ")
+                )
+            })?;
+            stages.push(model);
+        }
+        let mut thresholds = Vec::with_capacity(stages.len());
+        for pair in stages.windows(2) {
+            thresholds.push(hand_over(name, pair[0], pair[1])?);
+        }
+        thresholds.push(None);
+        plans.push(thresholds);
+    }
+    Ok(plans)
+}
+
+/// The fitted threshold at which `first` passes texts on to `next`.
+fn hand_over(
+    cascade: &str,
+    first: &ServedModel,
+    next: &ServedModel,
+) -> Result<Option<f64>, String> {
+    if first.labels() != next.labels() {
+        return Err(format!(
+            "cascade '{cascade}': '{}' and '{}' have different labels",
+            first.name, next.name
+        ));
+    }
+    let sha = &next.info.weights_sha256;
+    let step = first
+        .calibration
+        .as_ref()
+        .and_then(|c| c.cascade.iter().find(|s| &s.next_weights_sha256 == sha))
+        .ok_or_else(|| {
+            format!(
+                "cascade '{cascade}': {}'s calibration has no fit for passing texts on to '{}'                  (these weights): run candor calibrate --model {} --data <calibration data> --cascade-to {}",
+                first.name,
+                next.name,
+                first.dir.display(),
+                next.dir.display()
+            )
+        })?;
+    Ok(step.threshold)
+}
+
 /// Checks a list of models before anything loads: at least one, names unique.
 pub fn check_specs(specs: &[ModelSpec]) -> anyhow::Result<()> {
     anyhow::ensure!(!specs.is_empty(), "no model to serve: pass --model DIR");
@@ -251,6 +364,7 @@ pub struct Reloaded {
 pub struct Registry {
     models: RwLock<Vec<Arc<ServedModel>>>,
     specs: Vec<ModelSpec>,
+    cascades: Vec<CascadeSpec>,
     loader: Loader,
     /// Held while a reload runs: a second one is refused, not queued.
     reloading: tokio::sync::Mutex<()>,
@@ -259,8 +373,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads every model (in order; the first is the default).
-    pub async fn load(specs: Vec<ModelSpec>, loader: Loader) -> anyhow::Result<Self> {
+    /// Loads every model (in order; the first is the default) and checks
+    /// the cascades over them.
+    pub async fn load(
+        specs: Vec<ModelSpec>,
+        cascades: Vec<CascadeSpec>,
+        loader: Loader,
+    ) -> anyhow::Result<Self> {
         check_specs(&specs)?;
         let mut models = Vec::with_capacity(specs.len());
         let mut workers = Vec::with_capacity(specs.len());
@@ -269,9 +388,11 @@ impl Registry {
             models.push(Arc::new(model));
             workers.push(worker);
         }
+        plan_cascades(&cascades, &models).map_err(anyhow::Error::msg)?;
         Ok(Self {
             models: RwLock::new(models),
             specs,
+            cascades,
             loader,
             reloading: tokio::sync::Mutex::new(()),
             workers: Mutex::new(workers),
@@ -296,6 +417,12 @@ impl Registry {
             return Ok(self.default_model());
         };
         let all = self.all();
+        if let Some(cascade) = self.cascades.iter().find(|c| c.name == name) {
+            return Err(ApiError::Validation(format!(
+                "'{name}' is a cascade (of {}): it answers POST /v1/classify; name one of its models here",
+                cascade.stages.join(", ")
+            )));
+        }
         let names: Vec<String> = all.iter().map(|m| m.name.clone()).collect();
         all.into_iter()
             .find(|m| m.name == name)
@@ -303,6 +430,31 @@ impl Registry {
                 name: name.to_string(),
                 served: names,
             })
+    }
+
+    /// The cascade of this name, with its models as they are now.
+    pub fn cascade(&self, name: &str) -> Option<CascadePlan> {
+        let index = self.cascades.iter().position(|c| c.name == name)?;
+        let models = self.all();
+        // Reloads keep every cascade valid, so the plan exists.
+        let thresholds = plan_cascades(&self.cascades, &models)
+            .ok()?
+            .swap_remove(index);
+        let stages = self.cascades[index]
+            .stages
+            .iter()
+            .zip(thresholds)
+            .filter_map(|(stage, t)| Some((models.iter().find(|m| &m.name == stage)?.clone(), t)))
+            .collect();
+        Some(CascadePlan {
+            name: name.to_string(),
+            stages,
+        })
+    }
+
+    /// The cascades served and their models' names.
+    pub fn cascades(&self) -> &[CascadeSpec] {
+        &self.cascades
     }
 
     /// True once every model's engine has warmed up and while all live.
@@ -336,7 +488,25 @@ impl Registry {
             wait_until_warm(&model).await?;
             fresh.push((Arc::new(model), started.elapsed()));
         }
+        self.check_cascades_with(&fresh)?;
         Ok(self.swap_in(fresh))
+    }
+
+    /// Refuses a reload after which a cascade would have no fit for its models.
+    fn check_cascades_with(&self, fresh: &[(Arc<ServedModel>, Duration)]) -> Result<(), ApiError> {
+        let after: Vec<Arc<ServedModel>> = self
+            .all()
+            .into_iter()
+            .map(|m| {
+                fresh
+                    .iter()
+                    .find(|(f, _)| f.name == m.name)
+                    .map_or(m, |(f, _)| f.clone())
+            })
+            .collect();
+        plan_cascades(&self.cascades, &after)
+            .map(drop)
+            .map_err(ApiError::ReloadFailed)
     }
 
     /// Replaces the models of the same names; the old copies are dropped
@@ -423,6 +593,16 @@ mod tests {
             "a,b=models/x",
         ] {
             assert!(bad.parse::<ModelSpec>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_cascade_names_two_or_more_models() {
+        let cascade: CascadeSpec = "auto=tiny, big".parse().unwrap();
+        assert_eq!(cascade.name, "auto");
+        assert_eq!(cascade.stages, ["tiny", "big"]);
+        for bad in ["auto", "auto=tiny", "auto=tiny,", "=a,b"] {
+            assert!(bad.parse::<CascadeSpec>().is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 
 use super::api::{
-    CalibrationInfo, DistanceInfo, ModelInfo, ModelList, ModelSummary, Readiness, ReloadAnswer,
-    ReloadRequest, RequestLimits, SamplingInfo,
+    CalibrationInfo, CascadeSummary, DistanceInfo, ModelInfo, ModelList, ModelSummary, Readiness,
+    ReloadAnswer, ReloadRequest, RequestLimits, SamplingInfo,
 };
 use super::error::{ApiError, ErrorBody};
 use super::models::ServedModel;
@@ -42,9 +42,24 @@ pub async fn model_by_name(
 #[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
     let all = state.models.all();
+    let cascades = state
+        .models
+        .cascades()
+        .iter()
+        .filter_map(|c| state.models.cascade(&c.name))
+        .map(|plan| CascadeSummary {
+            name: plan.name.clone(),
+            models: plan.stages.iter().map(|(m, _)| m.name.clone()).collect(),
+            thresholds: plan.stages[..plan.stages.len() - 1]
+                .iter()
+                .map(|(_, t)| *t)
+                .collect(),
+        })
+        .collect();
     Json(ModelList {
         default: all[0].name.clone(),
         models: all.iter().map(|m| summary(m)).collect(),
+        cascades,
     })
 }
 

@@ -46,6 +46,7 @@ pub fn test_settings() -> ServeSettings {
         insecure_no_auth: false,
         precision: Precision::F32,
         persistence: None,
+        cascades: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP service, started for real on 127.0.0.1:0 with a small fixture model.
 
+mod cascade;
 mod classify;
 #[path = "../common/mod.rs"]
 mod common;
