@@ -770,3 +770,88 @@ fn a_student_learns_from_its_teachers_and_a_teacher_of_other_labels_is_rejected(
     );
     assert!(!out.exists(), "a failed run writes no model");
 }
+
+/// A copy of the committed fixture model in `dir/name`.
+fn fixture_copy(dir: &Path, name: &str) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6");
+    let copy = dir.join(name);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    copy
+}
+
+#[test]
+fn calibrate_cascade_to_adds_a_fit_for_the_next_model_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, next) = (
+        fixture_copy(dir.path(), "first"),
+        fixture_copy(dir.path(), "next"),
+    );
+    let before = read_json(&first.join("calibration.json"));
+    let data = subset(dir.path(), "trec6.jsonl", 120);
+    let o = candor(&[
+        "calibrate",
+        "--model",
+        first.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--cascade-to",
+        next.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(printed.contains("| margin (points) | threshold | passed on | cascade accuracy |"));
+    let mut after = read_json(&first.join("calibration.json"));
+    let step = after["cascade"][0].clone();
+    let weights = std::fs::read(next.join("model.safetensors")).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        step["next_weights_sha256"],
+        hex::encode(sha2::Sha256::digest(&weights))
+    );
+    assert_eq!(step["examples"], 120);
+    // The same model as the next one: it can answer everything itself.
+    assert_eq!(step["passed_on"], 0.0);
+    assert_eq!(step["trade_off"].as_array().unwrap().len(), 6);
+    let kept = after.as_object_mut().unwrap();
+    kept.remove("cascade");
+    assert_eq!(kept["deterministic"], before["deterministic"]);
+    assert_eq!(kept["examples"], before["examples"]);
+}
+
+#[test]
+fn a_cascade_fit_without_a_calibration_or_with_a_bad_margin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, next) = (
+        fixture_copy(dir.path(), "first"),
+        fixture_copy(dir.path(), "next"),
+    );
+    let data = subset(dir.path(), "trec6.jsonl", 40);
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            "--model",
+            first.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--cascade-to",
+            next.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        candor(&args)
+    };
+    let o = fit(&["--cascade-margin", "150"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--cascade-margin"), "{}", stderr(&o));
+    std::fs::remove_file(first.join("calibration.json")).unwrap();
+    let o = fit(&[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("run candor calibrate on it first"),
+        "{}",
+        stderr(&o)
+    );
+}

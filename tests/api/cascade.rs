@@ -89,9 +89,18 @@ async fn the_first_model_answers_what_it_is_sure_of_and_the_next_the_rest() {
     let alone = [classify(&app, "small").await, classify(&app, "big").await];
     assert_eq!(cascade["model"], "auto");
     let mut answered_by = Vec::new();
-    for (i, prediction) in cascade["predictions"].as_array().unwrap().iter().enumerate() {
+    for (i, prediction) in cascade["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         let small_top = alone[0]["predictions"][i]["score"].as_f64().unwrap();
-        let expected = if small_top >= threshold { "small" } else { "big" };
+        let expected = if small_top >= threshold {
+            "small"
+        } else {
+            "big"
+        };
         assert_eq!(prediction["answered_by"], expected, "text {i}");
         let own = &alone[usize::from(expected == "big")]["predictions"][i];
         assert_eq!(prediction["scores"], own["scores"], "text {i}");
@@ -129,7 +138,10 @@ async fn a_cascade_answers_classify_only_and_without_decision_tools() {
         let response = app.post(path, body).await;
         assert_eq!(response.status(), 422, "{path}");
         let error: Value = response.json().await.unwrap();
-        assert!(error["error"].as_str().unwrap().contains("cascade"), "{error}");
+        assert!(
+            error["error"].as_str().unwrap().contains("cascade"),
+            "{error}"
+        );
     }
     app.stop().await.unwrap();
 }
@@ -152,7 +164,10 @@ async fn a_reload_that_would_leave_a_cascade_without_a_fit_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 422);
     let error: Value = response.json().await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("--cascade-to"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("--cascade-to"),
+        "{error}"
+    );
     let after: Value = app.get("/v1/models/big").await.json().await.unwrap();
     assert_eq!(after["weights_sha256"], before["weights_sha256"]);
     assert_eq!(classify(&app, "auto").await["model"], "auto");
