@@ -17,18 +17,24 @@ use crate::helpers::{fixture_model, spawn_app_with};
 use crate::on_both_databases;
 
 /// `candor serve` as a separate process, so it can be signalled.
-struct ServerProcess {
+pub struct ServerProcess {
     child: Child,
-    address: String,
+    /// `http://127.0.0.1:port`.
+    pub address: String,
 }
 
 impl ServerProcess {
     fn start(database_url: &str) -> Self {
+        Self::start_with(&fixture_model(), &["--database-url", database_url])
+    }
+
+    /// Serves `model` with further `serve` options.
+    pub fn start_with(model: &std::path::Path, options: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
             .args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
             .arg("--model")
-            .arg(fixture_model())
-            .args(["--database-url", database_url])
+            .arg(model)
+            .args(options)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -55,7 +61,8 @@ impl ServerProcess {
         }
     }
 
-    fn signal(&self, name: &str) {
+    /// Sends the signal `name` (as `kill -NAME`).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candor::serve::models::ModelSpec;
 use serde_json::{json, Value};
 
+use crate::durability::ServerProcess;
 use crate::helpers::{fixture_copy, negate_classifier, spawn_app_serving, test_settings, TestApp};
 
 const QUESTION: &str = "Who wrote Hamlet?";
@@ -150,4 +151,34 @@ async fn clients_sending_throughout_reloads_see_no_failure_and_end_on_the_new_we
     assert!(shas.windows(2).all(|w| w[0] != w[1]), "{shas:?}");
     assert_eq!(sha(&app).await, shas[4]);
     Arc::into_inner(app).unwrap().stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_every_model_from_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture_copy(dir.path(), "m");
+    let server = ServerProcess::start_with(&model, &["--no-database"]);
+    let client = reqwest::Client::new();
+    let sha = || async {
+        let info: Value = client
+            .get(format!("{}/v1/model", server.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        info["weights_sha256"].clone()
+    };
+    let before = sha().await;
+    negate_classifier(&model);
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sha().await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload the model"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
