@@ -109,6 +109,16 @@ if [ "$mi" = True ]; then
 else
     fail "the container answers /v1/classify/uncertainty from the host" "got '$mi'"
 fi
+models=$(curl -sf "$url/v1/models" "${auth[@]}" |
+    json '[m["name"] for m in d["models"]], [c["name"] for c in d["cascades"]]' || true)
+answered=$(curl -sf "$url/v1/classify" "${auth[@]}" \
+    -d '{"inputs": ["a warm, funny, sharply written film", "it is a film"], "model": "sentiment-auto"}' |
+    json 'set(p["answered_by"] for p in d["predictions"]) <= {"sentiment", "sentiment-tiny"} and d["model"] == "sentiment-auto"' || true)
+if [ "$models" = "['sentiment', 'sentiment-tiny'] ['sentiment-auto']" ] && [ "$answered" = True ]; then
+    pass "the container serves two models and the cascade over them"
+else
+    fail "the container serves two models and the cascade over them" "models '$models', cascade '$answered'"
+fi
 
 # Load from four threads straight to the container's address (docker's port
 # proxy would accept connections the server never saw), `docker stop` while

@@ -11,12 +11,13 @@
 //!   beside the model.
 //! - [`compress`] makes a fine-tuned model smaller in the same format:
 //!   vocabulary pruning, fewer layers, f16 storage.
-//! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries and
-//!   measures calibration.
+//! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries,
+//!   measures calibration and fits cascades' hand-over thresholds.
 //! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
 //! - [`rng`] is the seeded generator behind every random choice.
-//! - [`serve`] is the HTTP service: axum routes over an inference thread
-//!   with dynamic batching, MC-dropout uncertainty and Prometheus metrics.
+//! - [`serve`] is the HTTP service: axum routes over one inference thread
+//!   per model with dynamic batching, MC-dropout uncertainty, reload,
+//!   cascades, KServe's v2 protocol and Prometheus metrics.
 //! - [`store`] keeps the models served, every logged prediction and human
 //!   feedback in SQLite or PostgreSQL, written off the request path.
 //! - [`cli`] holds the command-line options of the `candor` binary.

@@ -1,8 +1,10 @@
 //! The HTTP service: axum routes over the inference engine.
 //!
-//! - [`engine`]: the model's own thread, a bounded queue and the batcher.
+//! - [`models`]: the models served, each with its engine; reload; cascades' checks.
+//! - [`engine`]: a model's own thread, a bounded queue and the batcher.
 //! - [`inference`]: validation, tokenization off the runtime, queueing, deadlines.
-//! - [`classify`], [`compat`], [`feedback`], [`ops`]: handlers by area;
+//! - [`classify`], [`cascade`], [`compat`], [`kserve`], [`feedback`], [`ops`]:
+//!   handlers by area (KServe's v2 protocol in [`kserve`]);
 //!   [`record`] turns answered predictions into prediction-log records.
 //! - [`api`]: request and response bodies (the contract); [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
