@@ -320,7 +320,8 @@ pub struct UncertaintyResponse {
 pub struct TeiPredictRequest {
     /// Text(s) to classify.
     pub inputs: Inputs,
-    /// Plain softmax instead of the calibrated one.
+    /// The raw logits, no softmax (as text-embeddings-inference), instead
+    /// of the calibrated probabilities.
     #[serde(default)]
     pub raw_scores: bool,
     /// Cut over-long texts (default true).

@@ -34,27 +34,25 @@ pub async fn predict(
     }
     let model = state.models.default_model();
     let single = req.inputs.is_single();
-    let temperature = if req.raw_scores {
-        1.0
-    } else {
-        model.temperature()
-    };
     let texts = req.inputs.into_texts();
     let logits = logits_for(&state, &model, texts.clone(), req.truncate).await?;
-    let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l, temperature)).collect();
+    // What is logged is the calibrated prediction, whatever the caller sees.
+    let calibrated: Vec<Vec<f32>> = logits
+        .iter()
+        .map(|l| softmax(l, model.temperature()))
+        .collect();
     let ids = log_deterministic(
         &state,
         &model,
         &context,
         "predict",
         &texts,
-        &probabilities,
+        &calibrated,
         &[],
     );
-    let mut all: Vec<Vec<LabelScore>> = probabilities
-        .iter()
-        .map(|p| ranked(model.labels(), p))
-        .collect();
+    // As text-embeddings-inference: raw scores are the logits, untouched.
+    let shown = if req.raw_scores { &logits } else { &calibrated };
+    let mut all: Vec<Vec<LabelScore>> = shown.iter().map(|p| ranked(model.labels(), p)).collect();
     let response = if single {
         Json(all.remove(0)).into_response()
     } else {

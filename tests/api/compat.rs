@@ -30,6 +30,36 @@ async fn predict_answers_like_text_embeddings_inference() {
 }
 
 #[tokio::test]
+async fn predict_with_raw_scores_answers_the_logits_as_text_embeddings_inference_does() {
+    let app = spawn_app().await;
+    let text = "Who wrote Hamlet ?";
+    let raw: Value = app
+        .post("/predict", json!({"inputs": text, "raw_scores": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logits: Value = app
+        .post(
+            "/",
+            json!({"inputs": text, "parameters": {"function_to_apply": "none"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw, logits[0], "raw scores are the logits");
+    let sum: f64 = raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["score"].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() > 1e-3, "raw scores summed to 1: {raw}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_root_route_answers_like_the_hugging_face_inference_api() {
     let app = spawn_app().await;
     let body: Value = app
