@@ -118,6 +118,9 @@ pub struct UncertaintyRequest {
     /// if the model has one), `false` for none, or a policy.
     #[serde(default)]
     pub abstain: Option<AbstainOption>,
+    /// Also return each label's T sampled probabilities (`scores[].samples`).
+    #[serde(default)]
+    pub return_samples: bool,
 }
 
 /// Where an uncertainty request applies dropout, as requests name it.
@@ -260,6 +263,10 @@ pub struct LabelMoments {
     pub mean: f32,
     /// Standard deviation over the samples (T−1 denominator).
     pub std: f32,
+    /// The probability in each of the T samples, in sample order (with
+    /// `"return_samples": true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Vec<f32>>,
 }
 
 /// One input's MC-dropout prediction and uncertainty.

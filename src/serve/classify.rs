@@ -223,7 +223,8 @@ pub async fn uncertainty(
         .zip(ids)
         .enumerate()
         .map(|(i, (s, id))| {
-            let mut p = uncertain_prediction(id.to_string(), labels, s, k, seed);
+            let sampled = req.return_samples.then(|| per_input[i].as_slice());
+            let mut p = uncertain_prediction(id.to_string(), labels, s, sampled, k, seed);
             p.decision = decider.decide(labels, &s.mean, s, features.get(i));
             p
         })
@@ -242,10 +243,13 @@ pub async fn uncertainty(
     }))
 }
 
+/// One input's answer; `sampled` (T rows of probabilities in class order)
+/// adds each label's samples.
 fn uncertain_prediction(
     id: String,
     labels: &[String],
     s: &McSummary,
+    sampled: Option<&[Vec<f32>]>,
     k: usize,
     seed: u64,
 ) -> UncertainPrediction {
@@ -256,6 +260,7 @@ fn uncertain_prediction(
             label: label.clone(),
             mean: s.mean[i],
             std: s.std[i],
+            samples: sampled.map(|rows| rows.iter().map(|row| row[i]).collect()),
         })
         .collect();
     scores.sort_by(|a, b| b.mean.total_cmp(&a.mean));

@@ -9,6 +9,7 @@
 //! - [`api`]: request and response bodies (the contract); [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
 //!   error format; [`metrics`]: Prometheus.
+//! - [`playground`]: the page at `GET /`.
 //! - [`listen`]: accepting and running connections, their timeouts and cap,
 //!   and the shutdown grace.
 //!
@@ -30,6 +31,7 @@ pub mod listen;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod playground;
 pub mod record;
 pub mod schedule;
 
@@ -166,6 +168,7 @@ pub struct AppState {
         ops::models,
         ops::model_by_name,
         ops::reload,
+        playground::page,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -440,7 +443,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}", get(kserve::model_metadata))
         .route("/v2/models/{name}/ready", get(kserve::model_ready))
         .route("/v2/models/{name}/infer", post(kserve::infer))
-        .route("/", post(compat::inference_api))
+        .route("/", post(compat::inference_api).get(playground::page))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -492,6 +495,10 @@ async fn require_api_key(
     let Some(expected) = &state.settings.api_key else {
         return next.run(request).await;
     };
+    // The playground page holds no data; the calls it makes need the key.
+    if request.method() == Method::GET && request.uri().path() == "/" {
+        return next.run(request).await;
+    }
     let given = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)

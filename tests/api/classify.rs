@@ -228,3 +228,43 @@ async fn the_server_and_the_command_line_sample_identically_for_one_seed() {
     assert_eq!(printed["score"], served["predictions"][0]["score"]);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn return_samples_adds_each_labels_sampled_probabilities_whose_mean_is_the_mean() {
+    let app = spawn_app().await;
+    let body =
+        json!({"inputs": "Who wrote Hamlet ?", "samples": 6, "seed": 3, "return_samples": true});
+    let answer: Value = app
+        .post("/v1/classify/uncertainty", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for score in answer["predictions"][0]["scores"].as_array().unwrap() {
+        let samples: Vec<f64> = score["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(samples.len(), 6);
+        let mean = samples.iter().sum::<f64>() / 6.0;
+        assert!(
+            (mean - score["mean"].as_f64().unwrap()).abs() < 1e-5,
+            "{score}"
+        );
+    }
+    let without: Value = app
+        .post(
+            "/v1/classify/uncertainty",
+            json!({"inputs": "Who ?", "samples": 2}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(without["predictions"][0]["scores"][0]
+        .get("samples")
+        .is_none());
+    app.stop().await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! The HTTP service, started for real on 127.0.0.1:0 with a small fixture model.
 
+mod browser;
 mod cascade;
 mod classify;
 #[path = "../common/mod.rs"]
@@ -18,6 +19,7 @@ mod load;
 mod models;
 mod operations;
 mod persistence;
+mod playground;
 mod precision;
 mod prediction_log;
 mod properties;

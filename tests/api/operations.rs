@@ -92,3 +92,23 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(text.contains("candor_batch_rows_count"));
     app.stop().await.unwrap();
 }
+
+/// `docs/openapi.json` is the contract as committed; regenerate it with
+/// `CANDOR_UPDATE_OPENAPI=1 cargo test --release --test api committed_openapi`.
+#[tokio::test]
+async fn the_committed_openapi_document_is_what_the_server_serves() {
+    let app = spawn_app().await;
+    let served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    if std::env::var_os("CANDOR_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&served).unwrap() + "\n").unwrap();
+    }
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("docs/openapi.json")).unwrap();
+    assert!(
+        committed == served,
+        "docs/openapi.json differs from what the server serves: regenerate it with \
+         CANDOR_UPDATE_OPENAPI=1 cargo test --release --test api committed_openapi"
+    );
+    app.stop().await.unwrap();
+}
