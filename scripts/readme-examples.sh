@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts `candor serve` on the shipped model and prints, as Markdown, a curl
-# example of each endpoint with its real output (pasted into the README).
+# example of each endpoint with its real output (pasted into docs/api.md; the
+# first two into the README).
 # Usage: scripts/readme-examples.sh [MODEL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
