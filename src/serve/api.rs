@@ -34,18 +34,46 @@ impl Inputs {
     }
 }
 
+/// The schema of `inputs`: a text, or 1 to 64 (the default `--max-inputs`)
+/// texts, each with something besides white space.
+pub fn inputs_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let text = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .pattern(Some(r"^[^\u0000]*[^\s\u0000][^\u0000]*$"))
+    };
+    let one_of = OneOfBuilder::new()
+        .item(text())
+        .item(
+            ArrayBuilder::new()
+                .items(text())
+                .min_items(Some(1))
+                .max_items(Some(64)),
+        )
+        .description(Some(
+            "A text, or a list of texts (at most the server's --max-inputs, 64 by default); none may be empty, only white space, or hold NUL",
+        ))
+        .build();
+    Schema::OneOf(one_of)
+}
+
 /// `POST /v1/classify`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
     /// Text(s) to classify.
+    #[schema(schema_with = inputs_schema)]
     pub inputs: Inputs,
     /// The model to answer with, by name (default: the server's default
     /// model; `GET /v1/models` lists them).
     #[serde(default)]
     pub model: Option<String>,
-    /// Return only the k best labels in `scores` (default: all).
+    /// Return only the k best labels in `scores` (default: all; more than
+    /// the model has is all).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
     /// Plain softmax of the logits instead of the temperature-calibrated one.
     #[serde(default)]
@@ -81,19 +109,22 @@ pub enum AbstainOption {
 #[serde(deny_unknown_fields)]
 pub struct UncertaintyRequest {
     /// Text(s) to classify.
+    #[schema(schema_with = inputs_schema)]
     pub inputs: Inputs,
     /// The model to answer with, by name (default: the server's default
     /// model; `GET /v1/models` lists them).
     #[serde(default)]
     pub model: Option<String>,
-    /// MC-dropout samples T (default 30, at most the server's maximum).
+    /// MC-dropout samples T (default 30, at most the server's --max-samples, 100 by default).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub samples: Option<usize>,
     /// Seed of the dropout masks; the same input and seed give bit-identical output. Random when absent (and returned).
     #[serde(default)]
     pub seed: Option<u64>,
-    /// Return only the k best labels in `scores`.
+    /// Return only the k best labels in `scores` (more than the model has is all).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
@@ -326,6 +357,7 @@ pub struct UncertaintyResponse {
 #[serde(deny_unknown_fields)]
 pub struct TeiPredictRequest {
     /// Text(s) to classify.
+    #[schema(schema_with = inputs_schema)]
     pub inputs: Inputs,
     /// The raw logits, no softmax (as text-embeddings-inference), instead
     /// of the calibrated probabilities.
@@ -345,10 +377,12 @@ pub struct TeiPredictRequest {
 #[serde(deny_unknown_fields)]
 pub struct HfRequest {
     /// Text(s) to classify.
+    #[schema(schema_with = inputs_schema)]
     pub inputs: Inputs,
-    /// Optional parameters.
+    /// Optional parameters (an object, or null).
     #[serde(default)]
-    pub parameters: Option<HfParameters>,
+    #[schema(value_type = Option<HfParameters>)]
+    pub parameters: Option<serde_json::Value>,
     /// The Inference API's `options` (`wait_for_model`, `use_cache`): accepted
     /// and ignored, since the model is always loaded and nothing is cached.
     #[serde(default)]
@@ -561,11 +595,16 @@ pub struct Readiness {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// The `id` of a prediction this server logged.
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub prediction_id: String,
     /// The correct label (one of the model's labels).
+    #[schema(min_length = 1)]
     pub label: String,
     /// Who or what gave the label, e.g. a reviewer's name (at most 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub source: Option<String>,
 }
 

@@ -34,14 +34,15 @@ pub fn ranked(labels: &[String], probs: &[f32]) -> Vec<LabelScore> {
     scores
 }
 
-/// Checks `top_k` against the number of labels.
+/// How many labels to return: `top_k` (at least 1; more than the model
+/// has is all of them, as the Hugging Face pipeline does), or all.
 pub fn check_top_k(top_k: Option<usize>, labels: usize) -> Result<usize, ApiError> {
     match top_k {
         None => Ok(labels),
-        Some(k) if (1..=labels).contains(&k) => Ok(k),
-        Some(k) => Err(ApiError::Validation(format!(
-            "top_k must be between 1 and {labels}, got {k}"
-        ))),
+        Some(0) => Err(ApiError::Validation(
+            "top_k must be at least 1, got 0".into(),
+        )),
+        Some(k) => Ok(k.min(labels)),
     }
 }
 
@@ -83,7 +84,7 @@ async fn deterministic_for(
 
 /// Classify texts with the deterministic model (dropout off).
 #[utoipa::path(post, path = "/v1/classify", request_body = ClassifyRequest,
-    responses((status = 200, body = ClassifyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ClassifyResponse), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn classify(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
@@ -162,7 +163,7 @@ pub async fn classify(
 
 /// Classify texts with MC dropout: T stochastic passes and their uncertainty.
 #[utoipa::path(post, path = "/v1/classify/uncertainty", request_body = UncertaintyRequest,
-    responses((status = 200, body = UncertaintyResponse), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = UncertaintyResponse), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn uncertainty(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,

@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::api::{HfRequest, LabelScore, TeiPredictRequest};
+use super::api::{HfParameters, HfRequest, LabelScore, TeiPredictRequest};
 use super::classify::{logits_for, ranked};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
@@ -19,7 +19,7 @@ use crate::model::softmax;
 
 /// text-embeddings-inference's `/predict`: all labels, high to low; a list of lists for a batch.
 #[utoipa::path(post, path = "/predict", request_body = TeiPredictRequest,
-    responses((status = 200, body = Vec<LabelScore>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<LabelScore>), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
@@ -71,14 +71,23 @@ fn with_prediction_ids(mut response: Response, ids: &[String]) -> Response {
 
 /// The Hugging Face Inference API's text classification: a list of label lists, one per input.
 #[utoipa::path(post, path = "/", request_body = HfRequest,
-    responses((status = 200, body = Vec<Vec<LabelScore>>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Vec<LabelScore>>), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn inference_api(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<HfRequest>,
 ) -> Result<Response, ApiError> {
     let model = state.models.default_model();
-    let parameters = req.parameters.unwrap_or_default();
+    let parameters: HfParameters = match req.parameters {
+        None | Some(serde_json::Value::Null) => HfParameters::default(),
+        Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
+            .map_err(|e| ApiError::InvalidJson(format!("invalid parameters: {e}")))?,
+        Some(other) => {
+            return Err(ApiError::InvalidJson(format!(
+                "parameters must be an object like {{\"top_k\": 2}}, got {other}"
+            )))
+        }
+    };
     let labels = model.labels();
     let k = match parameters.top_k {
         Some(0) => return Err(ApiError::Validation("top_k must be at least 1".into())),

@@ -37,7 +37,7 @@ fn store(state: &AppState) -> Result<&Store, ApiError> {
 /// that already has some replaces it: the latest word counts.
 #[utoipa::path(post, path = "/v1/feedback", request_body = FeedbackRequest,
     responses((status = 201, body = FeedbackReceipt), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 501, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn feedback(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<FeedbackRequest>,
@@ -114,8 +114,10 @@ async fn find_prediction(
 
 /// Query of `GET /v1/review-queue`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQueueQuery {
     /// Most entries to return (1–1000, default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Model name (default: the server's default model).
     pub model: Option<String>,
@@ -142,7 +144,13 @@ pub async fn review_queue(
             "limit must be between 1 and {MAX_REVIEW_ITEMS}, got {limit}"
         )));
     }
-    let after = query.after.as_deref().map(parse_cursor).transpose()?;
+    // An empty cursor is no cursor: the first page.
+    let after = query
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(parse_cursor)
+        .transpose()?;
     let model = model_name(&state, query.model)?;
     // What the writer still holds belongs in the queue too.
     if let Some(log) = &state.log {
@@ -177,6 +185,7 @@ fn parse_cursor(after: &str) -> Result<ReviewCursor, ApiError> {
 
 /// Query of `GET /v1/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Model name (default: the server's default model).
     pub model: Option<String>,

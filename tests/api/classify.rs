@@ -268,3 +268,19 @@ async fn return_samples_adds_each_labels_sampled_probabilities_whose_mean_is_the
         .is_none());
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_top_k_beyond_the_labels_returns_every_label() {
+    let app = spawn_app().await;
+    let answer: Value = app
+        .post("/v1/classify", json!({"inputs": "Who ?", "top_k": 50}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["predictions"][0]["scores"].as_array().unwrap().len(),
+        6
+    );
+    app.stop().await.unwrap();
+}
