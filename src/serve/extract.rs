@@ -38,13 +38,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         require_json(req.headers())?;
-        let rules = req
-            .extensions()
-            .get::<BodyRules>()
-            .copied()
-            .unwrap_or(BodyRules::NONE);
-        rules.check_declared_length(&req)?;
-        let bytes = rules.read(req, state).await?;
+        let bytes = read_body(req, state).await?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -69,16 +63,21 @@ where
         if !allowed {
             return Err(ApiError::UnsupportedMediaType(declared));
         }
-        let rules = req
-            .extensions()
-            .get::<BodyRules>()
-            .copied()
-            .unwrap_or(BodyRules::NONE);
-        rules.check_declared_length(&req)?;
         let headers = req.headers().clone();
-        let bytes = rules.read(req, state).await?;
+        let bytes = read_body(req, state).await?;
         Ok(RawBody(headers, bytes))
     }
+}
+
+/// Reads a request's whole body within the body rules recorded on it.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let rules = req
+        .extensions()
+        .get::<BodyRules>()
+        .copied()
+        .unwrap_or(BodyRules::NONE);
+    rules.check_declared_length(&req)?;
+    rules.read(req, state).await
 }
 
 /// The body limits in force, recorded on each request so the reader can
