@@ -372,6 +372,16 @@ pub struct TeiPredictRequest {
     pub truncation_direction: Option<String>,
 }
 
+/// `POST /predict` answer: the labels of one text, or of each text of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TeiPredictAnswer {
+    /// For `"inputs": "text"`: labels with scores, high to low.
+    One(Vec<LabelScore>),
+    /// For a list of texts: one such list per text, in order.
+    Many(Vec<Vec<LabelScore>>),
+}
+
 /// `POST /`, as the Hugging Face Inference API.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

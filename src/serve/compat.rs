@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::api::{HfParameters, HfRequest, LabelScore, TeiPredictRequest};
+use super::api::{HfParameters, HfRequest, LabelScore, TeiPredictAnswer, TeiPredictRequest};
 use super::classify::{logits_for, ranked};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
@@ -19,7 +19,7 @@ use crate::model::softmax;
 
 /// text-embeddings-inference's `/predict`: all labels, high to low; a list of lists for a batch.
 #[utoipa::path(post, path = "/predict", request_body = TeiPredictRequest,
-    responses((status = 200, body = Vec<LabelScore>), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = TeiPredictAnswer), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
