@@ -161,6 +161,48 @@ pub async fn classify(
     }))
 }
 
+/// What an MC-dropout job asks of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleJob {
+    /// Samples T.
+    pub samples: usize,
+    /// Seed of the dropout masks.
+    pub seed: u64,
+    /// Where dropout applies.
+    pub mode: SamplingMode,
+    /// Also compute each text's feature vector.
+    pub features: bool,
+}
+
+/// Each text's T sampled probability rows (and feature vectors when the job
+/// asks): validate, tokenize, queue, wait, within the request timeout.
+pub async fn samples_for(
+    state: &AppState,
+    model: &ServedModel,
+    texts: Vec<String>,
+    truncate: bool,
+    job: SampleJob,
+) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>), ApiError> {
+    validate_texts(&texts, state.settings.limits.max_inputs)?;
+    within_deadline(state, async {
+        let rows = tokenize(state, model, texts, truncate).await?;
+        let work = Work::Sample {
+            rows,
+            samples: job.samples,
+            seed: job.seed,
+            mode: job.mode,
+            features: job.features,
+        };
+        match compute(state, model, work).await?.output {
+            Output::Samples(s, f) => Ok((s, f)),
+            Output::Logits(..) => Err(ApiError::Internal(
+                "engine answered logits to a sampling job".into(),
+            )),
+        }
+    })
+    .await
+}
+
 /// Classify texts with MC dropout: T stochastic passes and their uncertainty.
 #[utoipa::path(post, path = "/v1/classify/uncertainty", request_body = UncertaintyRequest,
     responses((status = 200, body = UncertaintyResponse), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -174,7 +216,9 @@ pub async fn uncertainty(
     let k = check_top_k(req.top_k, labels.len())?;
     let samples = check_samples(&state, req.samples)?;
     let seed = req.seed.unwrap_or_else(rand_seed);
-    let mode = sampling_mode(&model, &req)?;
+    let mode = model
+        .sampling_mode(req.mode, req.top_layers.as_ref())
+        .map_err(ApiError::Validation)?;
     let texts = req.inputs.into_texts();
     let span = tracing::Span::current();
     span.record("inputs", texts.len());
@@ -182,29 +226,14 @@ pub async fn uncertainty(
     span.record("seed", seed);
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     let decider = Decider::new(&model, req.alpha, req.abstain.as_ref(), Some(mode))?;
-    let (per_input, features) = within_deadline(&state, async {
-        let rows = tokenize(&state, &model, texts.clone(), req.truncate).await?;
-        match compute(
-            &state,
-            &model,
-            Work::Sample {
-                rows,
-                samples,
-                seed,
-                mode,
-                features: decider.wants_features(),
-            },
-        )
-        .await?
-        .output
-        {
-            Output::Samples(s, f) => Ok((s, f)),
-            Output::Logits(..) => Err(ApiError::Internal(
-                "engine answered logits to a sampling job".into(),
-            )),
-        }
-    })
-    .await?;
+    let job = SampleJob {
+        samples,
+        seed,
+        mode,
+        features: decider.wants_features(),
+    };
+    let (per_input, features) =
+        samples_for(&state, &model, texts.clone(), req.truncate, job).await?;
     let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
     let abstained = decider.abstained(&summaries);
     let answered: Vec<Answered> = texts
@@ -300,18 +329,4 @@ pub fn rand_seed() -> u64 {
     let uuid = uuid::Uuid::new_v4();
     let (high, _) = uuid.as_u64_pair();
     high
-}
-
-/// The request's sampling mode; `top` defaults to the layers the model's
-/// calibration sampled.
-fn sampling_mode(model: &ServedModel, req: &UncertaintyRequest) -> Result<SamplingMode, ApiError> {
-    let layers = model.layers();
-    let calibrated = model
-        .calibration
-        .as_ref()
-        .and_then(|c| c.top.as_ref())
-        .map_or(1, |top| top.layers);
-    req.mode
-        .resolve(req.top_layers.as_ref(), layers, calibrated)
-        .map_err(ApiError::Validation)
 }

@@ -250,6 +250,21 @@ impl ServedModel {
         &self.classifier.labels
     }
 
+    /// The sampling mode a request names; `top` without `top_layers`
+    /// samples as many layers as the calibration's top scores did, else 1.
+    pub fn sampling_mode(
+        &self,
+        mode: super::api::ModeName,
+        top_layers: Option<&serde_json::Value>,
+    ) -> Result<crate::uncertainty::SamplingMode, String> {
+        let calibrated = self
+            .calibration
+            .as_ref()
+            .and_then(|c| c.top.as_ref())
+            .map_or(1, |top| top.layers);
+        mode.resolve(top_layers, self.layers(), calibrated)
+    }
+
     /// The fitted temperature of the calibrated softmax.
     pub fn temperature(&self) -> f64 {
         self.classifier.config.candor.temperature

@@ -20,11 +20,9 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::api::ModeName;
-use super::classify::{check_samples, logits_for, rand_seed};
-use super::engine::{Output, Work};
+use super::classify::{check_samples, logits_for, rand_seed, samples_for, SampleJob};
 use super::error::ApiError;
 use super::extract::RawBody;
-use super::inference::{compute, tokenize, validate_texts, within_deadline};
 use super::models::ServedModel;
 use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
@@ -208,13 +206,8 @@ impl Sampling {
             }
             None => ModeName::Full,
         };
-        let calibrated = model
-            .calibration
-            .as_ref()
-            .and_then(|c| c.top.as_ref())
-            .map_or(1, |top| top.layers);
-        let mode = mode
-            .resolve(parameters.get("top_layers"), model.layers(), calibrated)
+        let mode = model
+            .sampling_mode(mode, parameters.get("top_layers"))
             .map_err(invalid)?;
         Ok(Some(Self {
             samples,
@@ -256,29 +249,18 @@ async fn sample(
     texts: Vec<String>,
     sampling: Sampling,
 ) -> Result<(Vec<Tensor>, Vec<String>), V2Error> {
-    validate_texts(&texts, state.settings.limits.max_inputs)?;
     let Sampling {
         samples,
         seed,
         mode,
     } = sampling;
-    let per_input = within_deadline(state, async {
-        let rows = tokenize(state, model, texts.clone(), true).await?;
-        let work = Work::Sample {
-            rows,
-            samples,
-            seed,
-            mode,
-            features: false,
-        };
-        match compute(state, model, work).await?.output {
-            Output::Samples(s, _) => Ok(s),
-            Output::Logits(..) => Err(ApiError::Internal(
-                "engine answered logits to a sampling job".into(),
-            )),
-        }
-    })
-    .await?;
+    let job = SampleJob {
+        samples,
+        seed,
+        mode,
+        features: false,
+    };
+    let (per_input, _) = samples_for(state, model, texts.clone(), true, job).await?;
     let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
     let answered: Vec<Answered> = texts
         .iter()
