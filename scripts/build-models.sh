@@ -51,8 +51,8 @@ esac
 common=(--learning-rate 5e-5 --batch-size 16 --token-mask 0 --max-length 64
         --hidden-dropout 0.1 --attention-dropout 0.1 --classifier-dropout 0.1 --seed "$seed" --quiet)
 test -f models/minilm/model.safetensors || { echo "run scripts/get-minilm.sh models/minilm first" >&2; exit 2; }
-cargo build --release --quiet
-candor=target/release/candor
+# CANDOR_BIN: a candor binary to use instead of building target/release/candor.
+if [ -n "${CANDOR_BIN:-}" ]; then candor="$CANDOR_BIN"; else cargo build --release --quiet; candor=target/release/candor; fi
 work="work/$name"
 stage="$work/$mode-$layers"
 mkdir -p "$stage"

@@ -28,7 +28,7 @@ pub use config::{ArchitectureSizes, BertConfig, ConfigError, DropoutRates};
 pub use dropout::DropoutMode;
 pub use features::{Pooling, Representation};
 pub use packed::Precision;
-pub use tokenizer::{Encoded, TextEncoder, TokenizerError};
+pub use tokenizer::{Encoded, TextEncoder, TokenizerError, Truncation};
 
 /// File names inside a model directory.
 pub const CONFIG_FILE: &str = "config.json";

@@ -41,6 +41,28 @@ fn library(e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Library(e.to_string())
 }
 
+/// What to do with a text longer than the model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// Refuse it.
+    Refuse,
+    /// Keep its first pieces (candor's default; `truncation_direction: Right` in TEI).
+    KeepStart,
+    /// Keep its last pieces (`truncation_direction: Left` in TEI).
+    KeepEnd,
+}
+
+impl From<bool> for Truncation {
+    /// `true`: keep the start; `false`: refuse.
+    fn from(truncate: bool) -> Self {
+        if truncate {
+            Truncation::KeepStart
+        } else {
+            Truncation::Refuse
+        }
+    }
+}
+
 /// A tokenized text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -155,8 +177,13 @@ impl TextEncoder {
         self.tokenizer.save(path, true).map_err(library)
     }
 
-    /// Tokenizes one text; over-long texts are cut (keeping the final `[SEP]`) unless `truncate` is false.
-    pub fn encode(&self, text: &str, truncate: bool) -> Result<Encoded, TokenizerError> {
+    /// Tokenizes one text; an over-long text is cut as `truncation` says
+    /// (keeping `[CLS]` and `[SEP]`) or refused.
+    pub fn encode(
+        &self,
+        text: &str,
+        truncation: impl Into<Truncation>,
+    ) -> Result<Encoded, TokenizerError> {
         let encoding = self.tokenizer.encode(text, true).map_err(library)?;
         let mut ids = encoding.get_ids().to_vec();
         if ids.len() <= self.max_length {
@@ -165,14 +192,23 @@ impl TextEncoder {
                 truncated: false,
             });
         }
-        if !truncate {
-            return Err(TokenizerError::TooLong {
-                tokens: ids.len(),
-                max: self.max_length,
-            });
+        match truncation.into() {
+            Truncation::Refuse => {
+                return Err(TokenizerError::TooLong {
+                    tokens: ids.len(),
+                    max: self.max_length,
+                })
+            }
+            Truncation::KeepStart => {
+                ids.truncate(self.max_length - 1);
+                ids.push(self.sep_id);
+            }
+            Truncation::KeepEnd => {
+                // [CLS], then the last pieces before [SEP], then [SEP].
+                let cut = ids.len() - self.max_length;
+                ids.drain(1..=cut);
+            }
         }
-        ids.truncate(self.max_length - 1);
-        ids.push(self.sep_id);
         Ok(Encoded {
             ids,
             truncated: true,
@@ -321,6 +357,23 @@ mod tests {
             encoder.encode(text, false),
             Err(TokenizerError::TooLong { max: 6, .. })
         ));
+    }
+
+    #[test]
+    fn keeping_the_end_keeps_cls_the_last_pieces_and_sep() {
+        let encoder = TextEncoder::train(&corpus(), 200, 6).unwrap();
+        let text = "the story is dull and the acting is flat";
+        let whole = encoder.encode(text, Truncation::Refuse);
+        assert!(whole.is_err());
+        let all = TextEncoder::train(&corpus(), 200, 64).unwrap();
+        let full = all.encode(text, Truncation::Refuse).unwrap().ids;
+        let end = encoder.encode(text, Truncation::KeepEnd).unwrap();
+        assert!(end.truncated);
+        assert_eq!(end.ids[0], full[0]);
+        assert_eq!(end.ids[1..], full[full.len() - 5..]);
+        let start = encoder.encode(text, Truncation::KeepStart).unwrap().ids;
+        assert_eq!(start[..5], full[..5]);
+        assert_eq!(start[5], encoder.sep_id);
     }
 
     #[test]

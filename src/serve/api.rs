@@ -6,6 +6,8 @@ use utoipa::ToSchema;
 use crate::uncertainty::calibration::{AbstentionPolicy, AbstentionRule};
 use crate::uncertainty::SamplingMode;
 
+use super::schema;
+
 /// One text or a list of texts.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(
@@ -34,46 +36,22 @@ impl Inputs {
     }
 }
 
-/// The schema of `inputs`: a text, or 1 to 64 (the default `--max-inputs`)
-/// texts, each with something besides white space.
-pub fn inputs_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
-    let text = || {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .pattern(Some(r"^[^\u0000]*[^\s\u0000][^\u0000]*$"))
-    };
-    let one_of = OneOfBuilder::new()
-        .item(text())
-        .item(
-            ArrayBuilder::new()
-                .items(text())
-                .min_items(Some(1))
-                .max_items(Some(64)),
-        )
-        .description(Some(
-            "A text, or a list of texts (at most the server's --max-inputs, 64 by default); none may be empty, only white space, or hold NUL",
-        ))
-        .build();
-    Schema::OneOf(one_of)
-}
-
 /// `POST /v1/classify`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
     /// Text(s) to classify.
-    #[schema(schema_with = inputs_schema)]
+    #[schema(schema_with = schema::inputs)]
     pub inputs: Inputs,
     /// The model to answer with, by name (default: the server's default
     /// model; `GET /v1/models` lists them).
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub model: Option<String>,
     /// Return only the k best labels in `scores` (default: all; more than
     /// the model has is all).
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub top_k: Option<usize>,
     /// Plain softmax of the logits instead of the temperature-calibrated one.
     #[serde(default)]
@@ -84,10 +62,12 @@ pub struct ClassifyRequest {
     /// Return a conformal `prediction_set` holding the true label with
     /// probability at least 1 − alpha, e.g. 0.1 (needs the model's calibration.json).
     #[serde(default)]
+    #[schema(schema_with = schema::alpha)]
     pub alpha: Option<f64>,
     /// Abstention: `true` for the model's default policy (used when absent,
     /// if the model has one), `false` for none, or a policy.
     #[serde(default)]
+    #[schema(schema_with = schema::abstain_deterministic)]
     pub abstain: Option<AbstainOption>,
 }
 
@@ -109,11 +89,12 @@ pub enum AbstainOption {
 #[serde(deny_unknown_fields)]
 pub struct UncertaintyRequest {
     /// Text(s) to classify.
-    #[schema(schema_with = inputs_schema)]
+    #[schema(schema_with = schema::inputs)]
     pub inputs: Inputs,
     /// The model to answer with, by name (default: the server's default
     /// model; `GET /v1/models` lists them).
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub model: Option<String>,
     /// MC-dropout samples T (default 30, at most the server's --max-samples, 100 by default).
     #[serde(default)]
@@ -121,10 +102,11 @@ pub struct UncertaintyRequest {
     pub samples: Option<usize>,
     /// Seed of the dropout masks; the same input and seed give bit-identical output. Random when absent (and returned).
     #[serde(default)]
+    #[schema(schema_with = schema::seed)]
     pub seed: Option<u64>,
     /// Return only the k best labels in `scores` (more than the model has is all).
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub top_k: Option<usize>,
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
@@ -134,20 +116,22 @@ pub struct UncertaintyRequest {
     /// `top_layers` encoder layers and the classifier input, the layers
     /// below computed once.
     #[serde(default)]
-    #[schema(value_type = String, example = "full")]
+    #[schema(inline, example = "full")]
     pub mode: ModeName,
-    /// With `mode: top`, how many of the top encoder layers to sample (an
-    /// integer from 1 to the model's layer count; default: the number the
-    /// model's calibration was fitted with, else 1).
+    /// With `mode: top`, how many of the top encoder layers to sample (at
+    /// least 1; more than the model has samples them all; default: the
+    /// number the model's calibration was fitted with, else 1).
     #[serde(default)]
-    #[schema(value_type = Option<u32>, example = 1)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 4294967295_u64, example = 1)]
     pub top_layers: Option<serde_json::Value>,
     /// Return a conformal `prediction_set` at this miscoverage, calibrated for this mode.
     #[serde(default)]
+    #[schema(schema_with = schema::alpha)]
     pub alpha: Option<f64>,
     /// Abstention: `true` for the model's default policy (used when absent,
     /// if the model has one), `false` for none, or a policy.
     #[serde(default)]
+    #[schema(schema_with = schema::abstain_sampled)]
     pub abstain: Option<AbstainOption>,
     /// Also return each label's T sampled probabilities (`scores[].samples`).
     #[serde(default)]
@@ -155,7 +139,7 @@ pub struct UncertaintyRequest {
 }
 
 /// Where an uncertainty request applies dropout, as requests name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeName {
     /// Every dropout site.
@@ -190,15 +174,20 @@ impl ModeName {
         layers: usize,
         default_top: usize,
     ) -> Result<SamplingMode, String> {
-        let what =
-            || format!("top_layers must be an integer from 1 to {layers} (the model's layers)");
+        let all = layers.max(1);
         match (self, top_layers) {
             (ModeName::Full, None) => Ok(SamplingMode::Full),
             (ModeName::Head, None) => Ok(SamplingMode::Head),
-            (ModeName::Top, None) => Ok(SamplingMode::Top(default_top.clamp(1, layers.max(1)))),
+            (ModeName::Top, None) => Ok(SamplingMode::Top(default_top.clamp(1, all))),
+            // More layers than the model has is all of them, as top_k is.
             (ModeName::Top, Some(value)) => match value.as_u64() {
-                Some(k) if (1..=layers as u64).contains(&k) => Ok(SamplingMode::Top(k as usize)),
-                _ => Err(format!("{}, got {value}", what())),
+                Some(k) if (1..=u32::MAX as u64).contains(&k) => {
+                    Ok(SamplingMode::Top((k as usize).min(all)))
+                }
+                _ => Err(format!(
+                    "top_layers must be a whole number from 1 to {}, got {value}",
+                    u32::MAX
+                )),
             },
             (_, Some(_)) => Err(
                 "top_layers applies to mode \"top\" only; send \"mode\": \"top\" with it, or leave it out"
@@ -357,7 +346,7 @@ pub struct UncertaintyResponse {
 #[serde(deny_unknown_fields)]
 pub struct TeiPredictRequest {
     /// Text(s) to classify.
-    #[schema(schema_with = inputs_schema)]
+    #[schema(schema_with = schema::inputs)]
     pub inputs: Inputs,
     /// The raw logits, no softmax (as text-embeddings-inference), instead
     /// of the calibrated probabilities.
@@ -366,10 +355,33 @@ pub struct TeiPredictRequest {
     /// Cut over-long texts (default true).
     #[serde(default = "yes")]
     pub truncate: bool,
-    /// Which end of an over-long text is cut: only `Right` (the end) is
-    /// supported, as text-embeddings-inference's default.
+    /// Which end of an over-long text is cut, as text-embeddings-inference
+    /// (and the tokenizers library) name it: `Right` (default) keeps the
+    /// start, `Left` keeps the end.
     #[serde(default)]
-    pub truncation_direction: Option<String>,
+    pub truncation_direction: TruncationDirection,
+}
+
+/// text-embeddings-inference's `truncation_direction`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum TruncationDirection {
+    /// Cut the start: keep the last tokens.
+    Left,
+    /// Cut the end: keep the first tokens.
+    #[default]
+    Right,
+}
+
+impl TeiPredictRequest {
+    /// How to read an over-long text.
+    pub fn truncation(&self) -> crate::model::Truncation {
+        use crate::model::Truncation;
+        match (self.truncate, self.truncation_direction) {
+            (false, _) => Truncation::Refuse,
+            (true, TruncationDirection::Right) => Truncation::KeepStart,
+            (true, TruncationDirection::Left) => Truncation::KeepEnd,
+        }
+    }
 }
 
 /// `POST /predict` answer: the labels of one text, or of each text of a list.
@@ -387,7 +399,7 @@ pub enum TeiPredictAnswer {
 #[serde(deny_unknown_fields)]
 pub struct HfRequest {
     /// Text(s) to classify.
-    #[schema(schema_with = inputs_schema)]
+    #[schema(schema_with = schema::inputs)]
     pub inputs: Inputs,
     /// Optional parameters (an object, or null).
     #[serde(default)]
@@ -397,18 +409,32 @@ pub struct HfRequest {
     /// and ignored, since the model is always loaded and nothing is cached.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub options: Option<serde_json::Value>,
+    pub options: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Parameters of the Hugging Face text-classification task.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct HfParameters {
-    /// Number of labels to return.
+    /// Number of labels to return (more than the model has is all).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub top_k: Option<usize>,
     /// `softmax` (default, calibrated), `sigmoid` or `none` (raw logits).
     #[serde(default)]
-    pub function_to_apply: Option<String>,
+    pub function_to_apply: Option<FunctionToApply>,
+}
+
+/// What the transformers pipeline applies to the logits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionToApply {
+    /// The softmax with the model's fitted temperature.
+    #[default]
+    Softmax,
+    /// Each logit's sigmoid.
+    Sigmoid,
+    /// The logits.
+    None,
 }
 
 /// `GET /v1/models`.
@@ -465,6 +491,7 @@ pub struct ModelSummary {
 pub struct ReloadRequest {
     /// Reload only this model (default: every model).
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub model: Option<String>,
 }
 
@@ -610,11 +637,11 @@ pub struct FeedbackRequest {
     )]
     pub prediction_id: String,
     /// The correct label (one of the model's labels).
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"^[^\u0000]*$")]
     pub label: String,
     /// Who or what gave the label, e.g. a reviewer's name (at most 200 characters).
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub source: Option<String>,
 }
 

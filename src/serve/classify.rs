@@ -17,7 +17,7 @@ use super::inference::{compute, tokenize, validate_texts, within_deadline};
 use super::models::ServedModel;
 use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
-use crate::model::softmax;
+use crate::model::{softmax, Truncation};
 use crate::uncertainty::{summarize, McSummary, SamplingMode};
 
 /// Labels with scores, high to low.
@@ -34,15 +34,19 @@ pub fn ranked(labels: &[String], probs: &[f32]) -> Vec<LabelScore> {
     scores
 }
 
-/// How many labels to return: `top_k` (at least 1; more than the model
-/// has is all of them, as the Hugging Face pipeline does), or all.
+/// The largest `top_k` (and `top_layers`) a request may give, as the
+/// OpenAPI document states it.
+pub const MAX_TOP: usize = u32::MAX as usize;
+
+/// How many labels to return: `top_k` (1 to [`MAX_TOP`]; more than the
+/// model has is all of them, as the Hugging Face pipeline does), or all.
 pub fn check_top_k(top_k: Option<usize>, labels: usize) -> Result<usize, ApiError> {
     match top_k {
         None => Ok(labels),
-        Some(0) => Err(ApiError::Validation(
-            "top_k must be at least 1, got 0".into(),
-        )),
-        Some(k) => Ok(k.min(labels)),
+        Some(k) if (1..=MAX_TOP).contains(&k) => Ok(k.min(labels)),
+        Some(k) => Err(ApiError::Validation(format!(
+            "top_k must be from 1 to {MAX_TOP}, got {k}"
+        ))),
     }
 }
 
@@ -51,11 +55,13 @@ pub async fn logits_for(
     state: &AppState,
     model: &ServedModel,
     texts: Vec<String>,
-    truncate: bool,
+    truncation: impl Into<Truncation>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    Ok(deterministic_for(state, model, texts, truncate, false)
-        .await?
-        .0)
+    Ok(
+        deterministic_for(state, model, texts, truncation.into(), false)
+            .await?
+            .0,
+    )
 }
 
 /// Deterministic logits and, with `features`, the mean last hidden states.
@@ -63,12 +69,12 @@ async fn deterministic_for(
     state: &AppState,
     model: &ServedModel,
     texts: Vec<String>,
-    truncate: bool,
+    truncation: Truncation,
     features: bool,
 ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ApiError> {
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     within_deadline(state, async {
-        let rows = tokenize(state, model, texts, truncate).await?;
+        let rows = tokenize(state, model, texts, truncation).await?;
         match compute(state, model, Work::Classify { rows, features })
             .await?
             .output
@@ -108,7 +114,7 @@ pub async fn classify(
         &state,
         &model,
         texts.clone(),
-        req.truncate,
+        req.truncate.into(),
         decider.wants_features(),
     )
     .await?;

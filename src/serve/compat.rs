@@ -9,8 +9,10 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::api::{HfParameters, HfRequest, LabelScore, TeiPredictAnswer, TeiPredictRequest};
-use super::classify::{logits_for, ranked};
+use super::api::{
+    FunctionToApply, HfParameters, HfRequest, LabelScore, TeiPredictAnswer, TeiPredictRequest,
+};
+use super::classify::{check_top_k, logits_for, ranked};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::record::{log_deterministic, RequestContext};
@@ -25,17 +27,11 @@ pub async fn predict(
     Extension(context): Extension<RequestContext>,
     JsonBody(req): JsonBody<TeiPredictRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(direction) = &req.truncation_direction {
-        if !direction.eq_ignore_ascii_case("right") {
-            return Err(ApiError::Validation(format!(
-                "truncation_direction must be \"Right\" (candor cuts the end of a text), got {direction:?}"
-            )));
-        }
-    }
     let model = state.models.default_model();
+    let truncation = req.truncation();
     let single = req.inputs.is_single();
     let texts = req.inputs.into_texts();
-    let logits = logits_for(&state, &model, texts.clone(), req.truncate).await?;
+    let logits = logits_for(&state, &model, texts.clone(), truncation).await?;
     // What is logged is the calibrated prediction, whatever the caller sees.
     let calibrated: Vec<Vec<f32>> = logits
         .iter()
@@ -89,25 +85,14 @@ pub async fn inference_api(
         }
     };
     let labels = model.labels();
-    let k = match parameters.top_k {
-        Some(0) => return Err(ApiError::Validation("top_k must be at least 1".into())),
-        Some(k) => k.min(labels.len()),
-        None => labels.len(),
+    let k = check_top_k(parameters.top_k, labels.len())?;
+    let score: fn(&[f32], f64) -> Vec<f32> = match parameters.function_to_apply.unwrap_or_default()
+    {
+        FunctionToApply::Softmax => softmax,
+        FunctionToApply::Sigmoid => |l, _| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+        FunctionToApply::None => |l, _| l.to_vec(),
     };
-    let function = parameters
-        .function_to_apply
-        .unwrap_or_else(|| "softmax".into());
     let temperature = model.temperature();
-    let score: fn(&[f32], f64) -> Vec<f32> = match function.as_str() {
-        "softmax" => softmax,
-        "sigmoid" => |l, _| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-        "none" => |l, _| l.to_vec(),
-        other => {
-            return Err(ApiError::Validation(format!(
-                "function_to_apply must be softmax, sigmoid or none, got '{other}'"
-            )))
-        }
-    };
     let texts = req.inputs.into_texts();
     let logits = logits_for(&state, &model, texts.clone(), true).await?;
     // What is logged is the calibrated prediction, whatever function the caller asked for.

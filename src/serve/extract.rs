@@ -13,7 +13,8 @@
 //!
 //! No string anywhere in a request may hold NUL (U+0000): PostgreSQL cannot
 //! store it, and what one database accepts the other must too, so it is
-//! refused at the edge with a 422 for both.
+//! refused at the edge with a 422 for both (the Inference API's `options`,
+//! which nothing reads or stores, excepted).
 
 use std::time::Duration;
 
@@ -133,19 +134,59 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "request body is empty; expected a JSON object".into(),
         ));
     }
+    // serde would read a struct from a JSON array too; the contract is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::InvalidJson(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     let invalid =
         |e: serde_json::Error| ApiError::InvalidJson(format!("invalid request body: {e}"));
-    // A NUL can only arrive escaped; the cheap scan spares the common case a
-    // second parse, the walk tells an escaped backslash from a real NUL.
-    if text.contains("\\u0000") {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
-        if let Some(path) = nul_in(&value, "") {
-            return Err(ApiError::Validation(format!(
-                "{path} contains a NUL character (\\u0000), which candor does not accept"
-            )));
-        }
+    // The cheap scans spare the common case a walk over the parsed value.
+    if !text.contains("\\u0000") && !may_hold_integral_float(text) {
+        return serde_json::from_str(text).map_err(invalid);
     }
-    serde_json::from_str(text).map_err(invalid)
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+    // A NUL can only arrive escaped; the walk tells an escaped backslash from a real NUL.
+    if let Some(path) = nul_in(&value, "") {
+        return Err(ApiError::Validation(format!(
+            "{path} contains a NUL character (\\u0000), which candor does not accept"
+        )));
+    }
+    whole_numbers_as_integers(&mut value);
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// Whether a number like `2.0` or `1e3` may be in the text: a digit followed
+/// by `.`, `e` or `E`.
+fn may_hold_integral_float(text: &str) -> bool {
+    text.as_bytes()
+        .windows(2)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'.' | b'e' | b'E'))
+}
+
+/// JSON Schema counts `2.0` as an integer, as the OpenAPI document's
+/// integer fields do; serde does not, so whole numbers become integers
+/// (float fields read integers as well).
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            const TWO_TO_64: f64 = 18_446_744_073_709_551_616.0;
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x.fract() != 0.0 {
+                return;
+            }
+            if (0.0..TWO_TO_64).contains(&x) {
+                *value = Value::from(x as u64);
+            } else if (-TWO_TO_64 / 2.0..0.0).contains(&x) {
+                *value = Value::from(x as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// Refuses bodies not declared as JSON (`application/json` or `…+json`).
@@ -194,16 +235,22 @@ fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
             .iter()
             .enumerate()
             .find_map(|(i, v)| nul_in(v, &format!("{path}[{i}]"))),
+        // The Inference API's `options` are read by no route and never stored.
+        serde_json::Value::Object(fields) if path.is_empty() => fields
+            .iter()
+            .filter(|(k, _)| k.as_str() != "options")
+            .find_map(|(k, v)| {
+                if k.contains('\0') {
+                    Some(here())
+                } else {
+                    nul_in(v, k)
+                }
+            }),
         serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
-            let inner = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
             if k.contains('\0') {
                 Some(here())
             } else {
-                nul_in(v, &inner)
+                nul_in(v, &format!("{path}.{k}"))
             }
         }),
         _ => None,

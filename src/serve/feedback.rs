@@ -120,8 +120,13 @@ pub struct ReviewQueueQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Model name (default: the server's default model).
+    #[param(pattern = r"^[^\u0000]*$")]
     pub model: Option<String>,
-    /// The `next` of the previous page: this page starts after its last item.
+    /// The `next` of the previous page: this page starts after its last item
+    /// (empty: the first page).
+    #[param(
+        pattern = "^((-?[0-9]{1,9}_){2}(-?[0-9]{1,20}(\\.[0-9]{1,400})?_){3}[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub after: Option<String>,
 }
 
@@ -188,6 +193,7 @@ fn parse_cursor(after: &str) -> Result<ReviewCursor, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Model name (default: the server's default model).
+    #[param(pattern = r"^[^\u0000]*$")]
     pub model: Option<String>,
 }
 

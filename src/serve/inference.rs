@@ -7,7 +7,7 @@ use super::engine::{Answer, SubmitError, Work};
 use super::error::ApiError;
 use super::models::ServedModel;
 use super::AppState;
-use crate::model::TokenizerError;
+use crate::model::{TokenizerError, Truncation};
 
 /// Checks the inputs of a request before any work is done.
 pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiError> {
@@ -28,28 +28,43 @@ pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiErro
 
 /// Tokenizes on the blocking pool, so a long text never stalls a tokio worker.
 ///
-/// A text over the character limit is cut to it first when `truncate` is
-/// set (the model reads only its first tokens anyway) and refused otherwise,
-/// so no request makes the tokenizer walk a megabyte; and only as many
-/// requests tokenize at once as there are cores, so memory stays bounded.
+/// A text over the character limit is cut to it first, at the end the
+/// model will read (it reads only so many tokens anyway), unless truncation
+/// is refused, so no request makes the tokenizer walk a megabyte; and only
+/// as many requests tokenize at once as there are cores, so memory stays
+/// bounded.
 pub async fn tokenize(
     state: &AppState,
     model: &ServedModel,
     mut texts: Vec<String>,
-    truncate: bool,
+    truncation: impl Into<Truncation>,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
+    let truncation = truncation.into();
     let max_chars = state.settings.limits.max_input_chars;
     for (index, text) in texts.iter_mut().enumerate() {
-        if let Some((cut, _)) = text.char_indices().nth(max_chars) {
-            if !truncate {
-                let chars = max_chars + text[cut..].chars().count();
+        let chars = text.chars().count();
+        if chars <= max_chars {
+            continue;
+        }
+        match truncation {
+            Truncation::Refuse => {
                 return Err(ApiError::InputTooManyChars {
                     index,
                     chars,
                     max: max_chars,
-                });
+                })
             }
-            text.truncate(cut);
+            Truncation::KeepStart => {
+                let (cut, _) = text.char_indices().nth(max_chars).unwrap_or_default();
+                text.truncate(cut);
+            }
+            Truncation::KeepEnd => {
+                let (cut, _) = text
+                    .char_indices()
+                    .nth(chars - max_chars)
+                    .unwrap_or_default();
+                text.drain(..cut);
+            }
         }
     }
     let _permit = state
@@ -63,13 +78,15 @@ pub async fn tokenize(
         texts
             .iter()
             .enumerate()
-            .map(|(index, t)| match classifier.encoder.encode(t, truncate) {
-                Ok(e) => Ok(e.ids),
-                Err(TokenizerError::TooLong { tokens, max }) => {
-                    Err(ApiError::InputTooLong { index, tokens, max })
-                }
-                Err(e) => Err(ApiError::Internal(e.to_string())),
-            })
+            .map(
+                |(index, t)| match classifier.encoder.encode(t, truncation) {
+                    Ok(e) => Ok(e.ids),
+                    Err(TokenizerError::TooLong { tokens, max }) => {
+                        Err(ApiError::InputTooLong { index, tokens, max })
+                    }
+                    Err(e) => Err(ApiError::Internal(e.to_string())),
+                },
+            )
             .collect::<Result<Vec<_>, _>>()
     })
     .await

@@ -6,7 +6,8 @@
 //! - [`classify`], [`cascade`], [`compat`], [`kserve`], [`feedback`], [`ops`]:
 //!   handlers by area (KServe's v2 protocol in [`kserve`]);
 //!   [`record`] turns answered predictions into prediction-log records.
-//! - [`api`]: request and response bodies (the contract); [`error`]: the one
+//! - [`api`]: request and response bodies (the contract), with [`schema`]
+//!   for the constraints the derives cannot state; [`error`]: the one
 //!   error type and its mapping to HTTP; [`extract`]: JSON bodies with that
 //!   error format; [`metrics`]: Prometheus.
 //! - [`playground`]: the page at `GET /`.
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod playground;
 pub mod record;
 pub mod schedule;
+pub mod schema;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -176,7 +178,7 @@ struct ApiDoc;
 
 /// The OpenAPI description of the service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    schema::complete(ApiDoc::openapi())
 }
 
 /// Characters of an input read per token of the model's maximum length, by

@@ -69,19 +69,19 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
 /// switched, the old models keep serving, and the answer says why. `SIGHUP`
 /// does the same for every model.
 #[utoipa::path(post, path = "/v1/admin/reload", request_body(content = Option<ReloadRequest>),
-    responses((status = 200, body = ReloadAnswer), (status = 404, body = ErrorBody),
+    responses((status = 200, body = ReloadAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 408, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reload(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
     // No body, or JSON null, reloads every model.
-    let request: Option<ReloadRequest> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
+    let everything = std::str::from_utf8(&body).is_ok_and(|t| matches!(t.trim(), "" | "null"));
+    let request: ReloadRequest = if everything {
+        ReloadRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?
+        crate::serve::extract::parse(&body)?
     };
-    let request = request.unwrap_or_default();
     let reloaded = state.models.reload(request.model.as_deref()).await?;
     Ok(Json(ReloadAnswer { reloaded }))
 }

@@ -18,7 +18,7 @@ pub mod log;
 mod review;
 
 pub use error::StoreError;
-pub use review::{MalformedCursor, ReviewCursor, ReviewItem, ReviewPage};
+pub use review::{MalformedCursor, ReviewCursor, ReviewItem, ReviewPage, AFTER_PATTERN};
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};

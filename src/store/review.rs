@@ -121,50 +121,88 @@ pub struct ReviewCursor(QueuePlace);
 #[error("not a review-queue cursor")]
 pub struct MalformedCursor;
 
-/// A cursor as it travels: the place's fields in order, as a JSON array.
-type CursorWire = (i32, i32, f64, f64, f64, String);
-
 impl std::fmt::Display for ReviewCursor {
-    /// Hex of the place as JSON (floats written so they read back exactly).
+    /// The place's fields joined by `_`: two integers, three decimals
+    /// (Rust writes the shortest digits that read back exactly, never with
+    /// an exponent) and the id, e.g. `1_0_-0.0123_-0.6931_0.51_0190…`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = &self.0;
-        let wire: CursorWire = (
+        write!(
+            f,
+            "{}_{}_{}_{}_{}_{}",
             p.not_abstained,
             p.without_information,
             p.negated_information,
             p.negated_entropy,
             p.score,
-            p.id.to_string(),
-        );
-        let json = serde_json::to_vec(&wire).map_err(|_| std::fmt::Error)?;
-        f.write_str(&hex::encode(json))
+            p.id.hyphenated()
+        )
     }
 }
+
+/// What `after` may be, as the OpenAPI document states it: empty (the
+/// first page) or exactly the strings [`ReviewCursor::from_str`] reads.
+pub const AFTER_PATTERN: &str = concat!(
+    "^((-?[0-9]{1,9}_){2}(-?[0-9]{1,20}(\\.[0-9]{1,400})?_){3}",
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+);
 
 impl FromStr for ReviewCursor {
     type Err = MalformedCursor;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let json = hex::decode(s.trim()).map_err(|_| MalformedCursor)?;
-        let wire: CursorWire = serde_json::from_slice(&json).map_err(|_| MalformedCursor)?;
-        let place = QueuePlace {
-            not_abstained: wire.0,
-            without_information: wire.1,
-            negated_information: wire.2,
-            negated_entropy: wire.3,
-            score: wire.4,
-            id: Uuid::parse_str(&wire.5).map_err(|_| MalformedCursor)?,
+        let parts: Vec<&str> = s.split('_').collect();
+        let [abstained, information, negated_information, negated_entropy, score, id] = parts[..]
+        else {
+            return Err(MalformedCursor);
         };
-        let floats = [
-            place.negated_information,
-            place.negated_entropy,
-            place.score,
-        ];
-        if floats.iter().all(|x| x.is_finite()) {
-            Ok(ReviewCursor(place))
-        } else {
-            Err(MalformedCursor)
-        }
+        let place = QueuePlace {
+            not_abstained: cursor_integer(abstained)?,
+            without_information: cursor_integer(information)?,
+            negated_information: cursor_decimal(negated_information)?,
+            negated_entropy: cursor_decimal(negated_entropy)?,
+            score: cursor_decimal(score)?,
+            id: cursor_id(id)?,
+        };
+        Ok(ReviewCursor(place))
+    }
+}
+
+/// `-?[0-9]{1,9}`.
+fn cursor_integer(s: &str) -> Result<i32, MalformedCursor> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().map_err(|_| MalformedCursor)
+    } else {
+        Err(MalformedCursor)
+    }
+}
+
+/// `-?[0-9]{1,20}(\.[0-9]{1,400})?`: always a finite number.
+fn cursor_decimal(s: &str) -> Result<f64, MalformedCursor> {
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (unsigned, None),
+    };
+    let digits = |d: &str, most: usize| {
+        (1..=most).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit())
+    };
+    if digits(whole, 20) && fraction.is_none_or(|f| digits(f, 400)) {
+        s.parse().map_err(|_| MalformedCursor)
+    } else {
+        Err(MalformedCursor)
+    }
+}
+
+/// A hyphenated UUID, as the pattern has it.
+fn cursor_id(s: &str) -> Result<Uuid, MalformedCursor> {
+    let groups: Vec<usize> = s.split('-').map(str::len).collect();
+    let hex = s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
+    if hex && groups == [8, 4, 4, 4, 12] {
+        Uuid::parse_str(s).map_err(|_| MalformedCursor)
+    } else {
+        Err(MalformedCursor)
     }
 }
 
@@ -448,19 +486,35 @@ mod tests {
             ..place(1, Some(0.1 + 0.2), 1.0 / 3.0, 0.7)
         });
         assert_eq!(cursor.to_string().parse::<ReviewCursor>().unwrap(), cursor);
+        let extreme = ReviewCursor(place(0, Some(f64::MIN_POSITIVE / 1e10), 1e-300, 1.0));
+        assert_eq!(
+            extreme.to_string().parse::<ReviewCursor>().unwrap(),
+            extreme
+        );
     }
 
     #[test]
     fn anything_else_is_not_a_cursor() {
+        let id = "0190a0b1-c2d3-7e4f-8a9b-0c1d2e3f4a5b";
         for text in [
             "",
             "zz",
             "7b7d",
-            &hex::encode("[1, 2]"),
-            &hex::encode("{\"score\": 1}"),
+            &format!("1_0_0_0_0_{id}_"),
+            &format!("1_0_0_0_{id}"),
+            &format!("1_0_1e5_0_0_{id}"),
+            &format!("1_0_inf_0_0_{id}"),
+            &format!("1_0_1._0_0_{id}"),
+            &format!("1_0_+1_0_0_{id}"),
+            &format!("1234567890_0_0_0_0_{id}"),
+            &format!("1_0_0_0_0_{}", id.replace('-', "")),
+            &format!("1_0_0_0_0_{{{id}}}"),
         ] {
             assert!(text.parse::<ReviewCursor>().is_err(), "{text}");
         }
+        assert!(format!("1_0_-0.5_-1_0.25_{id}")
+            .parse::<ReviewCursor>()
+            .is_ok());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Conformal prediction sets and abstention on the real server.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{fixture_model, spawn_app, spawn_app_for, test_settings};
+use crate::helpers::{fixture_with_calibration, spawn_app, spawn_app_for, test_settings};
 
 /// Questions the fixture model never saw (lines 1301–1500 of trec6; it was
 /// trained on lines 1–800 and calibrated on 801–1300).
@@ -36,25 +36,6 @@ fn unseen_texts(n: usize) -> Vec<String> {
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.unwrap()
-}
-
-/// A copy of the fixture model whose calibration.json is changed by `edit`
-/// (or removed when `edit` returns `None`).
-fn fixture_copy(dir: &Path, edit: impl Fn(Value) -> Option<Value>) -> PathBuf {
-    let model = dir.join("tiny-trec6");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(fixture_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
-    let path = model.join("calibration.json");
-    let calibration: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    match edit(calibration) {
-        Some(v) => std::fs::write(&path, v.to_string()).unwrap(),
-        None => std::fs::remove_file(&path).unwrap(),
-    }
-    model
 }
 
 #[tokio::test]
@@ -279,7 +260,7 @@ async fn bad_alphas_and_policies_are_clear_422s() {
 #[tokio::test]
 async fn a_model_without_calibration_refuses_sets_and_says_how_to_get_them() {
     let dir = tempfile::tempdir().unwrap();
-    let model = fixture_copy(dir.path(), |_| None);
+    let model = fixture_with_calibration(dir.path(), |_| None);
     let app = spawn_app_for(model, test_settings()).await;
     let info = json_of(app.get("/v1/model").await).await;
     assert!(info["calibration"].is_null(), "{}", info["calibration"]);
@@ -303,7 +284,7 @@ async fn a_model_without_calibration_refuses_sets_and_says_how_to_get_them() {
 #[tokio::test]
 async fn a_models_default_policy_applies_unless_the_request_turns_it_off() {
     let dir = tempfile::tempdir().unwrap();
-    let model = fixture_copy(dir.path(), |mut c| {
+    let model = fixture_with_calibration(dir.path(), |mut c| {
         c["abstention"] = json!({"score": "max_probability", "threshold": 0.999});
         Some(c)
     });

@@ -88,7 +88,36 @@ async fn unknown_fields_are_refused_naming_the_field() {
     let tei = json!({"inputs": "x", "truncation_direction": "Right"});
     assert_eq!(app.post("/predict", tei).await.status(), 200);
     let left = json!({"inputs": "x", "truncation_direction": "Left"});
-    assert_eq!(app.post("/predict", left).await.status(), 422);
+    assert_eq!(app.post("/predict", left).await.status(), 200);
+    // As TEI (and the tokenizers library) spell them, and nothing else.
+    let lower = json!({"inputs": "x", "truncation_direction": "right"});
+    assert_eq!(app.post("/predict", lower).await.status(), 422);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn tei_left_truncation_reads_the_end_of_a_long_text_and_right_the_start() {
+    let app = spawn_app().await;
+    let tail = "where is the longest river ? ".repeat(60);
+    let texts = [
+        format!("{}{tail}", "who wrote hamlet ? ".repeat(60)),
+        format!("{}{tail}", "how many people live in tokyo ? ".repeat(60)),
+    ];
+    let scores = |direction: &'static str| {
+        let body = json!({"inputs": texts, "truncation_direction": direction});
+        let app = &app;
+        async move {
+            let r = app.post("/predict", body).await;
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let left = scores("Left").await;
+    assert_eq!(left[0], left[1], "the same ending reads the same");
+    let right = scores("Right").await;
+    assert_ne!(right[0], right[1], "different beginnings read differently");
+    let refused = json!({"inputs": texts, "truncate": false, "truncation_direction": "Left"});
+    assert_eq!(app.post("/predict", refused).await.status(), 422);
     app.stop().await.unwrap();
 }
 

@@ -209,6 +209,23 @@ pub fn fixture_copy(dir: &std::path::Path, name: &str) -> PathBuf {
     model
 }
 
+/// A copy of the fixture model in `dir/tiny-trec6` whose calibration.json
+/// is changed by `edit` (or removed when `edit` returns `None`).
+pub fn fixture_with_calibration(
+    dir: &std::path::Path,
+    edit: impl Fn(serde_json::Value) -> Option<serde_json::Value>,
+) -> PathBuf {
+    let model = fixture_copy(dir, "tiny-trec6");
+    let path = model.join("calibration.json");
+    let calibration: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    match edit(calibration) {
+        Some(v) => std::fs::write(&path, v.to_string()).unwrap(),
+        None => std::fs::remove_file(&path).unwrap(),
+    }
+    model
+}
+
 /// Rewrites the model in `model` with its classifier's weights negated:
 /// the same labels and files, other weights and other answers.
 pub fn negate_classifier(model: &std::path::Path) {

@@ -7,6 +7,7 @@ mod classify;
 mod common;
 mod compat;
 mod connections;
+mod contract;
 mod database;
 mod decisions;
 mod durability;
