@@ -19,6 +19,8 @@ use crate::uncertainty::{self, McSummary};
 mod cascade;
 mod compress;
 mod evaluate;
+#[cfg(test)]
+mod reference;
 mod serve;
 pub use compress::CompressArgs;
 pub use evaluate::{CalibrateArgs, EvalArgs};

@@ -414,6 +414,7 @@ pub struct HfRequest {
 
 /// Parameters of the Hugging Face text-classification task.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HfParameters {
     /// Number of labels to return (more than the model has is all).
     #[serde(default)]
