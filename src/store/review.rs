@@ -17,7 +17,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use super::{malformed, PredictionRecord, Store, StoreError, ROWS_PER_STATEMENT};
+use super::predictions::ROWS_PER_STATEMENT;
+use super::{malformed, PredictionRecord, Store, StoreError};
 
 /// One entry of the review queue.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -278,7 +279,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| Ok(row.try_get::<i64, _>(0)?))
+            .map(|row| Ok(row.try_get::<i64, _>("id")?))
             .collect()
     }
 
@@ -307,10 +308,11 @@ impl Store {
             .collect();
         format!(
             "with page as ({pending}) \
-             select {id}, {created}, m.name, p.endpoint, p.text, p.text_truncated, p.label, p.score, \
-                    {probabilities}, p.predictive_entropy, p.mutual_information, p.margin, p.samples, \
-                    p.abstained, r.not_abstained, r.without_information, r.negated_information, \
-                    r.negated_entropy, r.score \
+             select {id} as id, {created} as created_at, m.name as model, p.endpoint, p.text, \
+                    p.text_truncated, p.label, p.score, {probabilities} as probabilities, \
+                    p.predictive_entropy, p.mutual_information, p.margin, p.samples, p.abstained, \
+                    r.not_abstained, r.without_information, r.negated_information, \
+                    r.negated_entropy, r.score as place_score \
              from page r join predictions p on p.id = r.prediction_id join models m on m.id = r.model_id \
              order by {order} \
              limit $1",
@@ -433,33 +435,33 @@ impl Store {
 }
 
 fn review_item(row: &AnyRow) -> Result<ReviewItem, StoreError> {
-    let probabilities: String = row.try_get(8)?;
+    let probabilities: String = row.try_get("probabilities")?;
     Ok(ReviewItem {
-        id: row.try_get(0)?,
-        created_at: row.try_get(1)?,
-        model: row.try_get(2)?,
-        endpoint: row.try_get(3)?,
-        text: row.try_get(4)?,
-        text_truncated: row.try_get::<i32, _>(5)? != 0,
-        label: row.try_get(6)?,
-        score: row.try_get(7)?,
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        model: row.try_get("model")?,
+        endpoint: row.try_get("endpoint")?,
+        text: row.try_get("text")?,
+        text_truncated: row.try_get::<i32, _>("text_truncated")? != 0,
+        label: row.try_get("label")?,
+        score: row.try_get("score")?,
         probabilities: serde_json::from_str(&probabilities).map_err(malformed)?,
-        predictive_entropy: row.try_get(9)?,
-        mutual_information: row.try_get(10)?,
-        margin: row.try_get(11)?,
-        samples: row.try_get::<Option<i32>, _>(12)?.map(i64::from),
-        abstained: row.try_get::<Option<i32>, _>(13)?.map(|a| a != 0),
+        predictive_entropy: row.try_get("predictive_entropy")?,
+        mutual_information: row.try_get("mutual_information")?,
+        margin: row.try_get("margin")?,
+        samples: row.try_get::<Option<i32>, _>("samples")?.map(i64::from),
+        abstained: row.try_get::<Option<i32>, _>("abstained")?.map(|a| a != 0),
     })
 }
 
 fn queue_place(row: &AnyRow) -> Result<QueuePlace, StoreError> {
-    let id: String = row.try_get(0)?;
+    let id: String = row.try_get("id")?;
     Ok(QueuePlace {
-        not_abstained: row.try_get(14)?,
-        without_information: row.try_get(15)?,
-        negated_information: row.try_get(16)?,
-        negated_entropy: row.try_get(17)?,
-        score: row.try_get(18)?,
+        not_abstained: row.try_get("not_abstained")?,
+        without_information: row.try_get("without_information")?,
+        negated_information: row.try_get("negated_information")?,
+        negated_entropy: row.try_get("negated_entropy")?,
+        score: row.try_get("place_score")?,
         id: Uuid::parse_str(&id).map_err(malformed)?,
     })
 }
