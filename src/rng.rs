@@ -19,6 +19,65 @@ pub fn mix(key: u64, part: u64) -> u64 {
     hash64(key ^ hash64(part))
 }
 
+/// The random streams of training, named, so that no two draw the same
+/// numbers from one seed: each is the seed mixed with its own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Initial weights of layers a model does not inherit.
+    Initialisation,
+    /// The auxiliary task's head (`--aux-label-field`).
+    AuxiliaryHead,
+    /// The order of the training batches.
+    Batches,
+    /// Which word pieces of a training row `--token-mask` hides.
+    TokenMask,
+    /// R-Drop's second pass: its dropout masks, apart from the first's.
+    SecondPass,
+    /// Masked copies of the training texts for distillation.
+    MaskedCopies,
+    /// The order of masked-language-model pre-training batches.
+    PretrainBatches,
+    /// Which word pieces masked-language-model pre-training hides.
+    PretrainMask,
+    /// The dropout masks of one pre-training step.
+    PretrainStep,
+}
+
+impl Stream {
+    /// Every stream, for the check that their keys differ.
+    pub const ALL: [Stream; 9] = [
+        Stream::Initialisation,
+        Stream::AuxiliaryHead,
+        Stream::Batches,
+        Stream::TokenMask,
+        Stream::SecondPass,
+        Stream::MaskedCopies,
+        Stream::PretrainBatches,
+        Stream::PretrainMask,
+        Stream::PretrainStep,
+    ];
+
+    /// The stream's key (fixed: changing one changes every trained model).
+    pub const fn key(self) -> u64 {
+        match self {
+            Stream::Initialisation => 0x1417,
+            Stream::AuxiliaryHead => 0xA0C5,
+            Stream::Batches => 0xBA7C,
+            Stream::TokenMask => 0x3A5C,
+            Stream::SecondPass => 0x2D,
+            Stream::MaskedCopies => 0xC0B1,
+            Stream::PretrainBatches => 0x9E7A,
+            Stream::PretrainMask => 0x4D4C,
+            Stream::PretrainStep => 0x5EED,
+        }
+    }
+
+    /// `key` (a seed, or a row's or step's key) keyed for this stream.
+    pub fn of(self, key: u64) -> u64 {
+        mix(key, self.key())
+    }
+}
+
 /// Maps 64 random bits to a uniform `f64` in [0, 1).
 pub fn unit_f64(bits: u64) -> f64 {
     (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -71,6 +130,12 @@ impl SeededRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_random_streams_have_distinct_keys() {
+        let keys: std::collections::HashSet<u64> = Stream::ALL.iter().map(|s| s.key()).collect();
+        assert_eq!(keys.len(), Stream::ALL.len());
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_stream() {

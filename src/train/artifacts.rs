@@ -16,7 +16,7 @@ use crate::uncertainty::calibration::{self, CalibrationSettings, ConformalRow};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
 };
-use crate::uncertainty::metrics::{reliability_bins, ECE_BINS};
+use crate::uncertainty::metrics::{reliability_points, ECE_BINS};
 
 /// The contents of `metrics.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,19 +173,19 @@ fn draw_pictures(
         &format!("{name}: training curves"),
         &metrics.history,
     )?;
-    let det = reliability_bins(&outputs.deterministic, y, ECE_BINS);
-    let cal = reliability_bins(&outputs.calibrated, y, ECE_BINS);
+    let det = reliability_points(&outputs.deterministic, y, ECE_BINS);
+    let cal = reliability_points(&outputs.calibrated, y, ECE_BINS);
     let det_name = format!("deterministic (ECE {:.3})", metrics.test.deterministic.ece);
     let cal_name = format!(
         "temperature {:.2} (ECE {:.3})",
         metrics.temperature, metrics.test.temperature_scaled.ece
     );
-    let mut series: Vec<(&str, &[crate::uncertainty::metrics::ReliabilityBin])> =
+    let mut series: Vec<(&str, &[(f64, f64)])> =
         vec![(det_name.as_str(), &det), (cal_name.as_str(), &cal)];
     let mc_bins;
     let mc_name;
     if let (Some(p), Some(report)) = (&outputs.mc_dropout, &metrics.test.mc_dropout) {
-        mc_bins = reliability_bins(p, y, ECE_BINS);
+        mc_bins = reliability_points(p, y, ECE_BINS);
         mc_name = format!(
             "MC dropout T={} (ECE {:.3})",
             metrics.test.mc_samples, report.ece

@@ -10,7 +10,7 @@ use candle_nn::{VarBuilder, VarMap};
 use super::*;
 use crate::data::Example;
 use crate::model::{self, ArchitectureSizes, BertClassifier, BertConfig, Kernels, TextEncoder};
-use crate::rng::{mix, SeededRng};
+use crate::rng::{SeededRng, Stream};
 
 /// The tokenizer, configuration and any pretrained weights to start from.
 pub(super) fn prepare_model(
@@ -73,7 +73,7 @@ pub fn initial_parameters(
         config,
         Kernels::Fast,
     )?;
-    let mut rng = SeededRng::new(mix(seed, 0x1417));
+    let mut rng = SeededRng::new(Stream::Initialisation.of(seed));
     let vars = varmap
         .data()
         .lock()

@@ -33,77 +33,15 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use crate::data::{self, Example};
-use crate::model::{self, BertClassifier, Kernels};
+use crate::data::{self, Example, Splits};
+use crate::model::{self, BertClassifier, Kernels, TextEncoder};
 
 /// Trains a classifier and writes its model directory.
 pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
+    settings.check()?;
     let opt = settings.optimisation;
-    if let Some(decay) = opt.ema_decay {
-        if !(0.0..1.0).contains(&decay) {
-            bail!("the EMA decay must be in [0, 1), not {decay}");
-        }
-    }
-    if !(0.0..1.0).contains(&opt.label_smoothing) {
-        bail!(
-            "label smoothing must be in [0, 1), not {}",
-            opt.label_smoothing
-        );
-    }
-    if !(opt.aux_weight >= 0.0 && opt.aux_weight.is_finite()) {
-        bail!(
-            "the auxiliary weight must be 0 or more, not {}",
-            opt.aux_weight
-        );
-    }
-    if !(opt.layer_lr_decay > 0.0 && opt.layer_lr_decay <= 1.0) {
-        bail!(
-            "the layer-wise learning-rate decay must be in (0, 1], not {}",
-            opt.layer_lr_decay
-        );
-    }
-    if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
-        bail!("the R-Drop weight must be 0 or more, not {}", opt.rdrop);
-    }
-    let distil = opt.distillation;
-    if !(0.0..=1.0).contains(&distil.weight) {
-        bail!(
-            "the distillation weight must be in [0, 1], not {}",
-            distil.weight
-        );
-    }
-    if !(distil.temperature > 0.0 && distil.temperature.is_finite()) {
-        bail!(
-            "the distillation temperature must be above 0, not {}",
-            distil.temperature
-        );
-    }
-    if !(0.0..1.0).contains(&distil.mask_prob) {
-        bail!(
-            "the distillation mask probability must be in [0, 1), not {}",
-            distil.mask_prob
-        );
-    }
-    if distil.copies > 0 && settings.teachers.is_empty() {
-        bail!("--distill-copies needs at least one --teacher");
-    }
-    if !settings.pretrain_data.is_empty() && settings.pretrain_epochs == 0 {
-        bail!("--pretrain-data needs --pretrain-epochs above 0");
-    }
-    if let Some(policy) = &settings.abstention {
-        policy
-            .check()
-            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
-    }
     let splits = load_splits(&settings.data, opt.seed)?;
-    if settings.abstention.is_some() && splits.calibration.is_empty() {
-        bail!("an abstention policy needs a calibration split: give a --calibration-fraction above 0 or a --calibration file");
-    }
-    let labels = data::label_names(&splits.train)
-        .with_context(|| format!("training data from {}", settings.data.train.display()))?;
-    check_labels_known(&labels, &splits.val, "validation")?;
-    check_labels_known(&labels, &splits.calibration, "calibration")?;
-    check_labels_known(&labels, &splits.test, "test")?;
+    let labels = checked_labels(settings, &splits)?;
     let device = Device::Cpu;
     let (encoder, config, initial) = prepare_model(settings, &labels, &splits.train, &device)?;
     let varmap = initial_parameters(&config, initial, opt.seed, &device)?;
@@ -112,65 +50,14 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
     let eval_net = BertClassifier::load(vb, &config, Kernels::Fast)?;
 
     let mut train_set = EncodedSet::new(&encoder, &splits.train, &labels)?;
-    let aux_head = match &settings.data.aux_label_field {
-        Some(field) => {
-            let aux_labels = train_set.attach_aux_labels(&splits.train);
-            if aux_labels.len() < 2 {
-                bail!(
-                    "the auxiliary label field {field:?} has {} distinct values in the training split; it needs at least 2",
-                    aux_labels.len()
-                );
-            }
-            eprintln!(
-                "auxiliary task: {} labels of {field:?} on {} of {} training examples",
-                aux_labels.len(),
-                train_set.aux_targets.iter().flatten().count(),
-                train_set.len()
-            );
-            Some(AuxHead::new(&config, aux_labels.len(), opt.seed, &device)?)
-        }
-        None => None,
-    };
+    let aux_head = auxiliary_head(settings, &mut train_set, &splits.train, &config, &device)?;
     if !settings.teachers.is_empty() {
-        // Masked copies widen what the teachers pass on: on the training
-        // texts themselves they are nearly certain, on the copies less so.
-        let copies = masked_copies(&splits.train, distil.copies, distil.mask_prob, opt.seed);
-        let taught: Vec<Example> = splits.train.iter().chain(&copies).cloned().collect();
-        train_set.soft_targets =
-            teacher_probabilities(&settings.teachers, &taught, &labels, distil.temperature)?;
-        let copied = EncodedSet::new(&encoder, &copies, &labels)?;
-        train_set.rows.extend(copied.rows);
-        train_set.targets.extend(copied.targets);
-        if !train_set.aux_targets.is_empty() {
-            let originals = train_set.aux_targets.clone();
-            for i in 0..copies.len() {
-                train_set.aux_targets.push(originals[i / distil.copies]);
-            }
-        }
+        add_teachers(settings, &mut train_set, &encoder, &splits.train, &labels)?;
     }
     let val_set = EncodedSet::new(&encoder, &splits.val, &labels)?;
     if settings.pretrain_epochs > 0 {
-        let mask_id = encoder
-            .mask_id()
-            .context("pre-training needs a [MASK] token")?;
-        let pretraining = pretrain::PretrainSettings {
-            epochs: settings.pretrain_epochs,
-            batch_size: opt.batch_size,
-            learning_rate: opt.learning_rate,
-            seed: opt.seed,
-            mask_id,
-            pad_id: encoder.pad_id(),
-            quiet: settings.quiet,
-        };
-        let texts = pretraining_texts(settings, &splits)?;
-        let rows = if texts.is_empty() {
-            train_set.rows.clone()
-        } else {
-            let mut rows = train_set.rows.clone();
-            rows.extend(encoder.encode_all(&texts)?);
-            rows
-        };
-        pretrain::pretrain(&training_net, &varmap, &config, &rows, pretraining)?;
+        let parts = (&training_net, &varmap, &config, &encoder);
+        pretrain_first(settings, parts, &train_set, &splits)?;
     }
     let mut run = Run::new(
         &varmap,
@@ -181,15 +68,125 @@ pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
         settings,
     )?;
     let fitted = run.fit(&train_set, &val_set)?;
+    write_model(&settings.out, &encoder, &varmap, &config)?;
+    artifacts::finish(&settings.out, settings, &splits, fitted)
+}
 
-    std::fs::create_dir_all(&settings.out)
-        .with_context(|| format!("creating {}", settings.out.display()))?;
-    encoder.save(&settings.out.join(model::TOKENIZER_FILE))?;
-    model::write_weights(&settings.out, &tensors_of(&varmap)?)?;
-    model::write_config(&settings.out, &config)?;
+/// The training split's labels, which every other split must use, and a
+/// calibration split when an abstention policy needs one.
+fn checked_labels(settings: &TrainSettings, splits: &Splits) -> anyhow::Result<Vec<String>> {
+    if settings.abstention.is_some() && splits.calibration.is_empty() {
+        bail!("an abstention policy needs a calibration split: give a --calibration-fraction above 0 or a --calibration file");
+    }
+    let labels = data::label_names(&splits.train)
+        .with_context(|| format!("training data from {}", settings.data.train.display()))?;
+    check_labels_known(&labels, &splits.val, "validation")?;
+    check_labels_known(&labels, &splits.calibration, "calibration")?;
+    check_labels_known(&labels, &splits.test, "test")?;
+    Ok(labels)
+}
 
-    let outcome = artifacts::finish(&settings.out, settings, &splits, fitted)?;
-    Ok(outcome)
+/// The auxiliary task's head, when `--aux-label-field` names one, with its
+/// targets attached to the training set.
+fn auxiliary_head(
+    settings: &TrainSettings,
+    train_set: &mut EncodedSet,
+    train: &[Example],
+    config: &model::BertConfig,
+    device: &Device,
+) -> anyhow::Result<Option<AuxHead>> {
+    let Some(field) = &settings.data.aux_label_field else {
+        return Ok(None);
+    };
+    let aux_labels = train_set.attach_aux_labels(train);
+    if aux_labels.len() < 2 {
+        bail!(
+            "the auxiliary label field {field:?} has {} distinct values in the training split; it needs at least 2",
+            aux_labels.len()
+        );
+    }
+    eprintln!(
+        "auxiliary task: {} labels of {field:?} on {} of {} training examples",
+        aux_labels.len(),
+        train_set.aux_targets.iter().flatten().count(),
+        train_set.len()
+    );
+    let seed = settings.optimisation.seed;
+    Ok(Some(AuxHead::new(config, aux_labels.len(), seed, device)?))
+}
+
+/// The teachers' soft targets for the training texts and their masked
+/// copies, which join the training set.
+fn add_teachers(
+    settings: &TrainSettings,
+    train_set: &mut EncodedSet,
+    encoder: &TextEncoder,
+    train: &[Example],
+    labels: &[String],
+) -> anyhow::Result<()> {
+    let (distil, seed) = (settings.optimisation.distillation, settings.optimisation.seed);
+    // Masked copies widen what the teachers pass on: on the training
+    // texts themselves they are nearly certain, on the copies less so.
+    let copies = masked_copies(train, distil.copies, distil.mask_prob, seed);
+    let taught: Vec<Example> = train.iter().chain(&copies).cloned().collect();
+    train_set.soft_targets =
+        teacher_probabilities(&settings.teachers, &taught, labels, distil.temperature)?;
+    let copied = EncodedSet::new(encoder, &copies, labels)?;
+    train_set.rows.extend(copied.rows);
+    train_set.targets.extend(copied.targets);
+    if !train_set.aux_targets.is_empty() {
+        let originals = train_set.aux_targets.clone();
+        for i in 0..copies.len() {
+            train_set.aux_targets.push(originals[i / distil.copies]);
+        }
+    }
+    Ok(())
+}
+
+/// Masked-language-model pre-training on the training texts (and
+/// `--pretrain-data`) before the classifier is trained.
+fn pretrain_first(
+    settings: &TrainSettings,
+    (net, varmap, config, encoder): (
+        &BertClassifier,
+        &candle_nn::VarMap,
+        &model::BertConfig,
+        &TextEncoder,
+    ),
+    train_set: &EncodedSet,
+    splits: &Splits,
+) -> anyhow::Result<()> {
+    let opt = settings.optimisation;
+    let mask_id = encoder
+        .mask_id()
+        .context("pre-training needs a [MASK] token")?;
+    let pretraining = pretrain::PretrainSettings {
+        epochs: settings.pretrain_epochs,
+        batch_size: opt.batch_size,
+        learning_rate: opt.learning_rate,
+        seed: opt.seed,
+        mask_id,
+        pad_id: encoder.pad_id(),
+        quiet: settings.quiet,
+    };
+    let mut rows = train_set.rows.clone();
+    rows.extend(encoder.encode_all(&pretraining_texts(settings, splits)?)?);
+    pretrain::pretrain(net, varmap, config, &rows, pretraining)?;
+    Ok(())
+}
+
+/// Writes the tokenizer, weights and config into `out`.
+fn write_model(
+    out: &Path,
+    encoder: &TextEncoder,
+    varmap: &candle_nn::VarMap,
+    config: &model::BertConfig,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    encoder.save(&out.join(model::TOKENIZER_FILE))?;
+    model::write_weights(out, &tensors_of(varmap)?)?;
+    model::write_config(out, config)?;
+    Ok(())
 }
 
 /// Paths of the model directory's files, for messages.

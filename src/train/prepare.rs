@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use super::*;
 use crate::data::{self, Example, SplitFractions, Splits};
 use crate::model::TextEncoder;
-use crate::rng::{mix, SeededRng};
+use crate::rng::{mix, SeededRng, Stream};
 
 /// Reads and splits the data as the settings say.
 pub fn load_splits(source: &DataSource, seed: u64) -> anyhow::Result<Splits> {
@@ -125,7 +125,7 @@ pub(super) fn masked_copies(
     let mut out = Vec::with_capacity(examples.len() * copies);
     for (i, example) in examples.iter().enumerate() {
         for k in 0..copies {
-            let mut rng = SeededRng::new(mix(mix(seed, 0xC0B1), (i * copies + k) as u64));
+            let mut rng = SeededRng::new(mix(Stream::MaskedCopies.of(seed), (i * copies + k) as u64));
             let words: Vec<&str> = example
                 .text
                 .split_whitespace()
@@ -257,7 +257,7 @@ impl EncodedSet {
 
 /// Replaces each word piece between `[CLS]` and `[SEP]` by `mask` with probability `p`.
 pub(super) fn mask_tokens(row: &[u32], mask: u32, p: f64, key: u64) -> Vec<u32> {
-    let mut rng = SeededRng::new(mix(key, 0x3A5C));
+    let mut rng = SeededRng::new(Stream::TokenMask.of(key));
     let last = row.len().saturating_sub(1);
     row.iter()
         .enumerate()

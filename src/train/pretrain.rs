@@ -22,7 +22,7 @@ use super::length_bucketed_batches;
 use super::optimizer::{AdamW, AdamWSettings};
 use super::schedule::LinearSchedule;
 use crate::model::{BertClassifier, BertConfig, DropoutMode, TokenBatch};
-use crate::rng::{mix, SeededRng};
+use crate::rng::{mix, SeededRng, Stream};
 
 /// How pre-training runs.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,7 @@ struct Corrupted {
 
 /// Hides about 15% of a row's word pieces, BERT-style.
 fn corrupt(row: &[u32], mask_id: u32, vocab: u32, key: u64) -> Corrupted {
-    let mut rng = SeededRng::new(mix(key, 0x4D4C));
+    let mut rng = SeededRng::new(Stream::PretrainMask.of(key));
     let mut ids = row.to_vec();
     let candidates: Vec<usize> = (1..row.len().saturating_sub(1))
         .filter(|&i| row[i] >= FIRST_WORD_ID)
@@ -142,7 +142,7 @@ pub fn pretrain(
 ) -> anyhow::Result<Vec<f64>> {
     let (mask_id, pad_id, quiet) = (settings.mask_id, settings.pad_id, settings.quiet);
     let device = Device::Cpu;
-    let mut rng = SeededRng::new(mix(settings.seed, 0x9E7A));
+    let mut rng = SeededRng::new(Stream::PretrainBatches.of(settings.seed));
     let head = MlmHead::new(config, &mut rng, &device)?;
     let mut params: Vec<(Var, bool)> = {
         let vars = varmap
@@ -180,7 +180,7 @@ pub fn pretrain(
         };
         let mut total_loss = 0f64;
         for batch in length_bucketed_batches(rows, settings.batch_size, &mut rng) {
-            let step_key = mix(settings.seed ^ 0x5EED, step as u64);
+            let step_key = mix(settings.seed ^ Stream::PretrainStep.key(), step as u64);
             let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
             let corrupted: Vec<Corrupted> = batch
                 .iter()

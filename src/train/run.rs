@@ -15,7 +15,7 @@ use super::schedule::LinearSchedule;
 use super::*;
 use crate::charts::EpochPoint;
 use crate::model::{self, BertClassifier, BertConfig, DropoutMode, TextEncoder, TokenBatch};
-use crate::rng::{mix, SeededRng};
+use crate::rng::{mix, SeededRng, Stream};
 
 /// The best weights seen and the record of the run.
 pub struct Fitted {
@@ -42,7 +42,7 @@ impl AuxHead {
         seed: u64,
         device: &Device,
     ) -> anyhow::Result<Self> {
-        let mut rng = SeededRng::new(mix(seed, 0xA0C5));
+        let mut rng = SeededRng::new(Stream::AuxiliaryHead.of(seed));
         let h = config.hidden_size;
         let values: Vec<f32> = (0..labels * h)
             .map(|_| (rng.normal() * config.initializer_range) as f32)
@@ -173,7 +173,7 @@ impl<'a> Run<'a> {
             warmup_steps: (total_steps as f64 * opt.warmup_fraction).round() as usize,
             total_steps,
         };
-        let mut rng = SeededRng::new(mix(opt.seed, 0xBA7C));
+        let mut rng = SeededRng::new(Stream::Batches.of(opt.seed));
         let mut history = Vec::new();
         let (mut best_loss, mut best_accuracy, mut best_epoch, mut best) =
             (f64::INFINITY, -1.0, 0, None);
@@ -277,7 +277,7 @@ impl<'a> Run<'a> {
         let mut all_keys = keys.clone();
         if opt.rdrop > 0.0 {
             rows.extend(masked.iter().map(Vec::as_slice));
-            all_keys.extend(keys.iter().map(|&k| mix(k, 0x2D)));
+            all_keys.extend(keys.iter().map(|&k| Stream::SecondPass.of(k)));
         }
         let tokens = TokenBatch::from_rows(&rows, self.pad_id, &self.device)?;
         let mode = DropoutMode::On(&all_keys);

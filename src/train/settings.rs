@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::bail;
+
 use crate::charts::EpochPoint;
 use crate::data::{FieldNames, SplitFractions};
 use crate::model::{ArchitectureSizes, DropoutRates};
@@ -174,4 +176,76 @@ pub struct TrainOutcome {
     pub examples_per_second: f64,
     /// The fitted temperature.
     pub temperature: f64,
+}
+
+impl TrainSettings {
+    /// Refuses settings no training could use, naming the option.
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_optimisation(&self.optimisation)?;
+        check_distillation(&self.optimisation.distillation)?;
+    if self.optimisation.distillation.copies > 0 && self.teachers.is_empty() {
+        bail!("--distill-copies needs at least one --teacher");
+    }
+    if !self.pretrain_data.is_empty() && self.pretrain_epochs == 0 {
+        bail!("--pretrain-data needs --pretrain-epochs above 0");
+    }
+    if let Some(policy) = &self.abstention {
+        policy
+            .check()
+            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
+    }
+        Ok(())
+    }
+}
+
+fn check_optimisation(opt: &Optimisation) -> anyhow::Result<()> {
+    if let Some(decay) = opt.ema_decay {
+        if !(0.0..1.0).contains(&decay) {
+            bail!("the EMA decay must be in [0, 1), not {decay}");
+        }
+    }
+    if !(0.0..1.0).contains(&opt.label_smoothing) {
+        bail!(
+            "label smoothing must be in [0, 1), not {}",
+            opt.label_smoothing
+        );
+    }
+    if !(opt.aux_weight >= 0.0 && opt.aux_weight.is_finite()) {
+        bail!(
+            "the auxiliary weight must be 0 or more, not {}",
+            opt.aux_weight
+        );
+    }
+    if !(opt.layer_lr_decay > 0.0 && opt.layer_lr_decay <= 1.0) {
+        bail!(
+            "the layer-wise learning-rate decay must be in (0, 1], not {}",
+            opt.layer_lr_decay
+        );
+    }
+    if !(opt.rdrop >= 0.0 && opt.rdrop.is_finite()) {
+        bail!("the R-Drop weight must be 0 or more, not {}", opt.rdrop);
+    }
+    Ok(())
+}
+
+fn check_distillation(distil: &Distillation) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&distil.weight) {
+        bail!(
+            "the distillation weight must be in [0, 1], not {}",
+            distil.weight
+        );
+    }
+    if !(distil.temperature > 0.0 && distil.temperature.is_finite()) {
+        bail!(
+            "the distillation temperature must be above 0, not {}",
+            distil.temperature
+        );
+    }
+    if !(0.0..1.0).contains(&distil.mask_prob) {
+        bail!(
+            "the distillation mask probability must be in [0, 1), not {}",
+            distil.mask_prob
+        );
+    }
+    Ok(())
 }
