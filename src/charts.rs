@@ -21,8 +21,6 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::uncertainty::metrics::ReliabilityBin;
-
 /// DejaVu Sans, embedded so text renders without any font installed (see `assets/README.md`).
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
@@ -125,23 +123,18 @@ pub fn training_curves(path: &Path, title: &str, history: &[EpochPoint]) -> Resu
 /// Draws accuracy against confidence for one or more predictors, with the
 /// diagonal of perfect calibration for reference.
 ///
-/// Each non-empty bin is a point at its mean confidence (not its centre), so a
+/// Each series is one `(mean confidence, accuracy)` point per non-empty
+/// confidence bin: placed at the bin's mean confidence (not its centre), a
 /// point's distance from the diagonal is exactly that bin's calibration gap.
 /// Put the ECE in the series name if it should show in the legend.
 pub fn reliability_diagram(
     path: &Path,
     title: &str,
-    series: &[(&str, &[ReliabilityBin])],
+    series: &[(&str, &[(f64, f64)])],
 ) -> Result<(), ChartError> {
     let lines: Vec<NamedPoints<'_>> = series
         .iter()
-        .map(|&(name, bins)| {
-            let points = bins
-                .iter()
-                .filter(|bin| bin.count > 0)
-                .map(|bin| (bin.mean_confidence, bin.accuracy));
-            (name, finite(points))
-        })
+        .map(|&(name, points)| (name, finite(points.iter().copied())))
         .collect();
     render(path, STANDARD, |root| {
         let axes = Axes {
@@ -604,6 +597,9 @@ mod tests {
 
     type Sample<'a> = (&'a str, &'a [f64]);
 
+    /// A named series of reliability points.
+    type Calibrated<'a> = (&'a str, &'a [(f64, f64)]);
+
     const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
     fn assert_png(path: &Path) {
@@ -624,21 +620,6 @@ mod tests {
             train_accuracy: accuracy,
             val_accuracy: accuracy * 0.95,
         }
-    }
-
-    fn bins(gaps: &[(f64, f64, usize)]) -> Vec<ReliabilityBin> {
-        gaps.iter()
-            .enumerate()
-            .map(
-                |(index, &(mean_confidence, accuracy, count))| ReliabilityBin {
-                    lower: index as f64 / gaps.len() as f64,
-                    upper: (index + 1) as f64 / gaps.len() as f64,
-                    count,
-                    mean_confidence,
-                    accuracy,
-                },
-            )
-            .collect()
     }
 
     #[test]
@@ -675,37 +656,23 @@ mod tests {
     #[test]
     fn reliability_diagrams_are_written_for_several_predictors() {
         let dir = tempfile::tempdir().unwrap();
-        let deterministic = bins(&[
-            (0.1, 0.0, 0),
-            (0.45, 0.3, 5),
-            (0.7, 0.5, 20),
-            (0.95, 0.8, 75),
-        ]);
-        let mc = bins(&[
-            (0.15, 0.1, 2),
-            (0.4, 0.35, 8),
-            (0.68, 0.62, 30),
-            (0.9, 0.86, 60),
-        ]);
+        let deterministic = [(0.45, 0.3), (0.7, 0.5), (0.95, 0.8)];
+        let mc = [(0.15, 0.1), (0.4, 0.35), (0.68, 0.62), (0.9, 0.86)];
         let path = dir.path().join("reliability.png");
         let series = [
-            ("deterministic (ECE 0.14)", deterministic.as_slice()),
-            ("MC dropout (ECE 0.05)", mc.as_slice()),
+            ("deterministic (ECE 0.14)", &deterministic[..]),
+            ("MC dropout (ECE 0.05)", &mc[..]),
         ];
         reliability_diagram(&path, "Reliability", &series).unwrap();
         assert_png(&path);
     }
 
     #[test]
-    fn reliability_diagrams_survive_empty_and_nan_bins() {
+    fn reliability_diagrams_survive_no_points_and_nan_points() {
         let dir = tempfile::tempdir().unwrap();
-        let empty = bins(&[(0.0, 0.0, 0), (0.0, 0.0, 0)]);
-        let broken = bins(&[(f64::NAN, 0.5, 3), (0.9, f64::INFINITY, 1), (0.8, 0.8, 4)]);
-        let cases: [Vec<(&str, &[ReliabilityBin])>; 3] = [
-            vec![],
-            vec![("empty", empty.as_slice()), ("none", &[])],
-            vec![("broken", broken.as_slice())],
-        ];
+        let broken = [(f64::NAN, 0.5), (0.9, f64::INFINITY), (0.8, 0.8)];
+        let cases: [Vec<Calibrated<'_>>; 3] =
+            [vec![], vec![("none", &[])], vec![("broken", &broken)]];
         for (index, series) in cases.iter().enumerate() {
             let path = dir.path().join(format!("reliability-{index}.png"));
             reliability_diagram(&path, "Degenerate", series).unwrap();

@@ -51,105 +51,96 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("candor".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "http_requests_total",
+                    "HTTP requests by route, method and status",
+                ),
+                &["route", "method", "status"],
+            )?,
         )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route"],
+        let latency = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "http_request_duration_seconds",
+                    "HTTP request latency by route",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["route"],
+            )?,
         )?;
-        let batch_rows = HistogramVec::new(
-            HistogramOpts::new(
-                "batch_rows",
-                "Rows (inputs or inputs x samples) per forward pass, by model",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-            &["model"],
+        let batch_rows = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "batch_rows",
+                    "Rows (inputs or inputs x samples) per forward pass, by model",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                &["model"],
+            )?,
         )?;
-        let queue_depth = IntGaugeVec::new(
-            Opts::new(
-                "queue_depth",
-                "Jobs waiting for the inference engine, by model",
-            ),
-            &["model"],
+        let queue_depth = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "queue_depth",
+                    "Jobs waiting for the inference engine, by model",
+                ),
+                &["model"],
+            )?,
         )?;
-        let mc_samples = IntCounterVec::new(
-            Opts::new(
-                "mc_samples_total",
-                "MC-dropout forward rows computed (inputs x samples), by model",
-            ),
-            &["model"],
+        let mc_samples = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "mc_samples_total",
+                    "MC-dropout forward rows computed (inputs x samples), by model",
+                ),
+                &["model"],
+            )?,
         )?;
-        let inputs = IntCounterVec::new(
-            Opts::new("inputs_total", "Inputs answered, by model and route"),
-            &["model", "route"],
+        let inputs = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("inputs_total", "Inputs answered, by model and route"),
+                &["model", "route"],
+            )?,
         )?;
-        let connections_open = IntGauge::new("connections_open", "HTTP connections open now")?;
-        let connections_refused = IntCounter::new(
-            "connections_refused_total",
-            "HTTP connections closed as soon as accepted because max_connections were open",
+        let connections_open = registered(
+            &registry,
+            IntGauge::new("connections_open", "HTTP connections open now")?,
         )?;
-        let connections_timed_out = IntCounterVec::new(
+        let connections_refused = registered(
+            &registry,
+            IntCounter::new(
+                "connections_refused_total",
+                "HTTP connections closed as soon as accepted because max_connections were open",
+            )?,
+        )?;
+        let connections_timed_out = registered(&registry, IntCounterVec::new(
             Opts::new(
                 "connections_timed_out_total",
                 "HTTP connections closed by a timeout, by what they were waiting for (head or idle)",
             ),
             &["waiting_for"],
+        )?)?;
+        let cascade_answers = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "cascade_answers_total",
+                    "Inputs a cascade answered, by cascade and by the model that answered",
+                ),
+                &["cascade", "answered_by"],
+            )?,
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(batch_rows.clone()))?;
-        registry.register(Box::new(queue_depth.clone()))?;
-        registry.register(Box::new(mc_samples.clone()))?;
-        let cascade_answers = IntCounterVec::new(
-            Opts::new(
-                "cascade_answers_total",
-                "Inputs a cascade answered, by cascade and by the model that answered",
-            ),
-            &["cascade", "answered_by"],
-        )?;
-        registry.register(Box::new(inputs.clone()))?;
-        registry.register(Box::new(cascade_answers.clone()))?;
-        registry.register(Box::new(connections_open.clone()))?;
-        registry.register(Box::new(connections_refused.clone()))?;
-        registry.register(Box::new(connections_timed_out.clone()))?;
-        let log = LogCounters {
-            written: IntCounter::new(
-                "predictions_logged_total",
-                "Predictions committed to the database",
-            )?,
-            unlogged: IntCounter::new(
-                "predictions_unlogged_total",
-                "Predictions answered but not logged (backlog full, refused, or left at shutdown)",
-            )?,
-            rejected: IntCounter::new(
-                "predictions_rejected_total",
-                "Predictions the database refused for their data, set aside (also counted as unlogged)",
-            )?,
-            write_errors: IntCounter::new(
-                "prediction_log_write_errors_total",
-                "Failed prediction-log insert attempts (each is retried)",
-            )?,
-            backlog: IntGauge::new(
-                "prediction_log_backlog",
-                "Predictions answered and waiting to be written",
-            )?,
-        };
-        registry.register(Box::new(log.written.clone()))?;
-        registry.register(Box::new(log.unlogged.clone()))?;
-        registry.register(Box::new(log.rejected.clone()))?;
-        registry.register(Box::new(log.write_errors.clone()))?;
-        registry.register(Box::new(log.backlog.clone()))?;
+        let log = log_counters(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -189,4 +180,43 @@ impl Metrics {
         }
         String::from_utf8_lossy(&buffer).into_owned()
     }
+}
+
+/// Registers `metric` with `registry` and hands it back.
+fn registered<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// The prediction log's instruments, registered.
+fn log_counters(registry: &Registry) -> Result<LogCounters, prometheus::Error> {
+    let counter = |name: &str, help: &str| registered(registry, IntCounter::new(name, help)?);
+    Ok(LogCounters {
+        written: counter(
+            "predictions_logged_total",
+            "Predictions committed to the database",
+        )?,
+        unlogged: counter(
+            "predictions_unlogged_total",
+            "Predictions answered but not logged (backlog full, refused, or left at shutdown)",
+        )?,
+        rejected: counter(
+            "predictions_rejected_total",
+            "Predictions the database refused for their data, set aside (also counted as unlogged)",
+        )?,
+        write_errors: counter(
+            "prediction_log_write_errors_total",
+            "Failed prediction-log insert attempts (each is retried)",
+        )?,
+        backlog: registered(
+            registry,
+            IntGauge::new(
+                "prediction_log_backlog",
+                "Predictions answered and waiting to be written",
+            )?,
+        )?,
+    })
 }

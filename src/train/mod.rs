@@ -124,7 +124,10 @@ fn add_teachers(
     train: &[Example],
     labels: &[String],
 ) -> anyhow::Result<()> {
-    let (distil, seed) = (settings.optimisation.distillation, settings.optimisation.seed);
+    let (distil, seed) = (
+        settings.optimisation.distillation,
+        settings.optimisation.seed,
+    );
     // Masked copies widen what the teachers pass on: on the training
     // texts themselves they are nearly certain, on the copies less so.
     let copies = masked_copies(train, distil.copies, distil.mask_prob, seed);

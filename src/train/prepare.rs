@@ -125,7 +125,8 @@ pub(super) fn masked_copies(
     let mut out = Vec::with_capacity(examples.len() * copies);
     for (i, example) in examples.iter().enumerate() {
         for k in 0..copies {
-            let mut rng = SeededRng::new(mix(Stream::MaskedCopies.of(seed), (i * copies + k) as u64));
+            let mut rng =
+                SeededRng::new(mix(Stream::MaskedCopies.of(seed), (i * copies + k) as u64));
             let words: Vec<&str> = example
                 .text
                 .split_whitespace()

@@ -183,17 +183,17 @@ impl TrainSettings {
     pub fn check(&self) -> anyhow::Result<()> {
         check_optimisation(&self.optimisation)?;
         check_distillation(&self.optimisation.distillation)?;
-    if self.optimisation.distillation.copies > 0 && self.teachers.is_empty() {
-        bail!("--distill-copies needs at least one --teacher");
-    }
-    if !self.pretrain_data.is_empty() && self.pretrain_epochs == 0 {
-        bail!("--pretrain-data needs --pretrain-epochs above 0");
-    }
-    if let Some(policy) = &self.abstention {
-        policy
-            .check()
-            .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
-    }
+        if self.optimisation.distillation.copies > 0 && self.teachers.is_empty() {
+            bail!("--distill-copies needs at least one --teacher");
+        }
+        if !self.pretrain_data.is_empty() && self.pretrain_epochs == 0 {
+            bail!("--pretrain-data needs --pretrain-epochs above 0");
+        }
+        if let Some(policy) = &self.abstention {
+            policy
+                .check()
+                .map_err(|e| anyhow::anyhow!("abstention policy: {e}"))?;
+        }
         Ok(())
     }
 }

@@ -175,6 +175,17 @@ pub fn reliability_bins(
         .collect()
 }
 
+/// The points of a reliability diagram: `(mean confidence, accuracy)` of each
+/// non-empty bin of [`reliability_bins`]. An empty bin has no confidence to be
+/// placed at, so it is left out rather than drawn at 0.
+pub fn reliability_points(probs: &[Vec<f32>], targets: &[usize], n_bins: usize) -> Vec<(f64, f64)> {
+    reliability_bins(probs, targets, n_bins)
+        .iter()
+        .filter(|bin| bin.count > 0)
+        .map(|bin| (bin.mean_confidence, bin.accuracy))
+        .collect()
+}
+
 /// Expected calibration error: `sum_b (n_b / N) |accuracy_b - confidence_b|`
 /// over `n_bins` equal-width bins (use [`ECE_BINS`] by convention).
 ///
@@ -548,6 +559,14 @@ mod tests {
         assert_eq!((bins[0].mean_confidence, bins[0].accuracy), (0.0, 0.0));
         assert_eq!(bins[1].count, 4);
         assert_close(expected_calibration_error(&probs, &targets, 2), 0.3125);
+    }
+
+    #[test]
+    fn reliability_points_leave_out_the_empty_bins() {
+        let (probs, targets) = four_examples();
+        // Of 2 bins only (0.5, 1] holds examples: confidence 0.8125, half right.
+        assert_eq!(reliability_points(&probs, &targets, 2), vec![(0.8125, 0.5)]);
+        assert!(reliability_points(&[], &[], 5).is_empty());
     }
 
     #[test]
