@@ -6,8 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use super::{load, FieldArgs};
-use crate::data::SplitFractions;
+use super::{load, FieldArgs, FractionArgs};
 use crate::model::{softmax, Precision};
 use crate::train::{self, DataSource};
 use crate::uncertainty::{self, McSummary};
@@ -20,15 +19,8 @@ pub struct SplitArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub fields: FieldArgs,
-    /// Fraction held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    pub val_fraction: f64,
-    /// Fraction held out for calibration.
-    #[arg(long, default_value_t = 0.1)]
-    pub calibration_fraction: f64,
-    /// Fraction held out for testing.
-    #[arg(long, default_value_t = 0.1)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub fractions: FractionArgs,
     /// Seed of the split (`candor train`'s default is 42).
     #[arg(long, env = "CANDOR_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -63,11 +55,7 @@ pub(super) fn run_split(args: &SplitArgs) -> anyhow::Result<()> {
         calibration: None,
         extra: Vec::new(),
         fields: args.fields.names(),
-        split: SplitFractions {
-            val: args.val_fraction,
-            calibration: args.calibration_fraction,
-            test: args.test_fraction,
-        },
+        split: args.fractions.fractions(),
         aux_label_field: None,
     };
     let splits = train::load_splits(&source, args.seed)?;

@@ -121,6 +121,31 @@ impl Cli {
     }
 }
 
+/// How much of a data file each held-out split takes (`candor train` and
+/// `candor split` make the same split from the same fractions and seed).
+#[derive(Debug, Clone, Args)]
+pub struct FractionArgs {
+    /// Fraction held out for validation (early stopping, temperature).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Fraction held out for calibration (conformal sets, abstention thresholds).
+    #[arg(long, default_value_t = 0.1)]
+    pub calibration_fraction: f64,
+    /// Fraction held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    pub test_fraction: f64,
+}
+
+impl FractionArgs {
+    pub(super) fn fractions(&self) -> crate::data::SplitFractions {
+        crate::data::SplitFractions {
+            val: self.val_fraction,
+            calibration: self.calibration_fraction,
+            test: self.test_fraction,
+        }
+    }
+}
+
 /// Which fields of a data file hold the text and the label.
 #[derive(Debug, Clone, Args)]
 pub struct FieldArgs {

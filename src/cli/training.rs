@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{AbstainArgs, FieldArgs};
-use crate::data::SplitFractions;
+use super::{AbstainArgs, FieldArgs, FractionArgs};
 use crate::model::{ArchitectureSizes, DropoutRates};
 use crate::train::{
     DataSource, Distillation, ModelSettings, Optimisation, Selection, TrainSettings,
@@ -46,15 +45,8 @@ pub struct TrainArgs {
     /// left out. Repeatable; needs --pretrain-epochs.
     #[arg(long)]
     pub pretrain_data: Vec<PathBuf>,
-    /// Fraction of --data held out for validation (early stopping, temperature).
-    #[arg(long, default_value_t = 0.1)]
-    pub val_fraction: f64,
-    /// Fraction of --data held out for calibration (conformal sets, abstention thresholds).
-    #[arg(long, default_value_t = 0.1)]
-    pub calibration_fraction: f64,
-    /// Fraction of --data held out for testing.
-    #[arg(long, default_value_t = 0.1)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub fractions: FractionArgs,
     /// Encoder layers.
     #[arg(long, default_value_t = 2)]
     pub layers: usize,
@@ -183,11 +175,7 @@ impl TrainArgs {
                 calibration: self.calibration.clone(),
                 extra: self.extra.clone(),
                 fields: self.fields.names(),
-                split: SplitFractions {
-                    val: self.val_fraction,
-                    calibration: self.calibration_fraction,
-                    test: self.test_fraction,
-                },
+                split: self.fractions.fractions(),
                 aux_label_field: self.aux_label_field.clone(),
             },
             out: self.out.clone(),

@@ -42,27 +42,23 @@ pub async fn tokenize(
     let truncation = truncation.into();
     let max_chars = state.settings.limits.max_input_chars;
     for (index, text) in texts.iter_mut().enumerate() {
-        let chars = text.chars().count();
-        if chars <= max_chars {
+        // Only a text over the limit is walked further than the limit.
+        let Some((limit, _)) = text.char_indices().nth(max_chars) else {
             continue;
-        }
+        };
+        let chars = || max_chars + text[limit..].chars().count();
         match truncation {
+            Truncation::KeepStart => text.truncate(limit),
             Truncation::Refuse => {
                 return Err(ApiError::InputTooManyChars {
                     index,
-                    chars,
+                    chars: chars(),
                     max: max_chars,
                 })
             }
-            Truncation::KeepStart => {
-                let (cut, _) = text.char_indices().nth(max_chars).unwrap_or_default();
-                text.truncate(cut);
-            }
             Truncation::KeepEnd => {
-                let (cut, _) = text
-                    .char_indices()
-                    .nth(chars - max_chars)
-                    .unwrap_or_default();
+                let over = chars() - max_chars;
+                let (cut, _) = text.char_indices().nth(over).unwrap_or_default();
                 text.drain(..cut);
             }
         }
