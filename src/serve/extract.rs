@@ -235,24 +235,19 @@ fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
             .iter()
             .enumerate()
             .find_map(|(i, v)| nul_in(v, &format!("{path}[{i}]"))),
-        // The Inference API's `options` are read by no route and never stored.
-        serde_json::Value::Object(fields) if path.is_empty() => fields
+        serde_json::Value::Object(fields) => fields
             .iter()
-            .filter(|(k, _)| k.as_str() != "options")
+            // The Inference API's `options` are read by no route and never stored.
+            .filter(|(k, _)| !(path.is_empty() && k.as_str() == "options"))
             .find_map(|(k, v)| {
                 if k.contains('\0') {
                     Some(here())
-                } else {
+                } else if path.is_empty() {
                     nul_in(v, k)
+                } else {
+                    nul_in(v, &format!("{path}.{k}"))
                 }
             }),
-        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(here())
-            } else {
-                nul_in(v, &format!("{path}.{k}"))
-            }
-        }),
         _ => None,
     }
 }
