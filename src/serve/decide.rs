@@ -7,16 +7,47 @@
 use super::api::{AbstainOption, Decision, DecisionRules};
 use super::error::ApiError;
 use super::models::ServedModel;
-use crate::uncertainty::calibration::{AbstentionRule, Calibration};
+use crate::uncertainty::calibration::{AbstentionRule, Calibration, CalibrationScores};
 use crate::uncertainty::conformal::prediction_set;
 use crate::uncertainty::selective::Score;
 use crate::uncertainty::{McSummary, SamplingMode};
 
+/// A conformal prediction set's miscoverage and the threshold that gives it.
+#[derive(Debug, Clone, Copy)]
+struct Conformal {
+    /// The miscoverage asked for.
+    alpha: f64,
+    /// The nonconformity threshold calibrated for `alpha`.
+    threshold: f64,
+}
+
+impl Conformal {
+    /// Checks `alpha` and finds its threshold among the calibration `scores`
+    /// of the predictor `mode`.
+    fn resolve(
+        alpha: f64,
+        calibration: Option<&Calibration>,
+        scores: Option<&CalibrationScores>,
+        mode: Option<SamplingMode>,
+    ) -> Result<Self, ApiError> {
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(ApiError::Validation(format!(
+                "alpha must be between 0 and 1 (exclusive), got {alpha}"
+            )));
+        }
+        let scores = scores.ok_or_else(|| missing(calibration, mode))?;
+        let threshold = scores
+            .conformal_threshold(alpha)
+            .ok_or_else(|| ApiError::Validation(format!("no threshold for alpha {alpha}")))?;
+        Ok(Self { alpha, threshold })
+    }
+}
+
 /// What a request asked for, ready to apply to each prediction.
 #[derive(Debug, Default)]
 pub struct Decider<'a> {
-    /// Alpha and the conformal threshold for it.
-    conformal: Option<(f64, f64)>,
+    /// The conformal prediction set asked for.
+    conformal: Option<Conformal>,
     /// The abstention rule in force.
     rule: Option<AbstentionRule>,
     /// The model's calibration when it scores distances to the training
@@ -37,21 +68,9 @@ impl<'a> Decider<'a> {
     ) -> Result<Self, ApiError> {
         let calibration = model.calibration.as_ref();
         let scores = calibration.and_then(|c| c.scores(mode));
-        let conformal = match alpha {
-            None => None,
-            Some(alpha) => {
-                if !(alpha > 0.0 && alpha < 1.0) {
-                    return Err(ApiError::Validation(format!(
-                        "alpha must be between 0 and 1 (exclusive), got {alpha}"
-                    )));
-                }
-                let scores = scores.ok_or_else(|| missing(calibration, mode))?;
-                let threshold = scores.conformal_threshold(alpha).ok_or_else(|| {
-                    ApiError::Validation(format!("no threshold for alpha {alpha}"))
-                })?;
-                Some((alpha, threshold))
-            }
-        };
+        let conformal = alpha
+            .map(|alpha| Conformal::resolve(alpha, calibration, scores, mode))
+            .transpose()?;
         let default = calibration.and_then(|c| c.abstention.as_ref());
         let policy = match abstain {
             None => default.filter(|p| mode.is_some() || p.score != Score::MutualInformation),
@@ -93,7 +112,7 @@ impl<'a> Decider<'a> {
     /// The rules, echoed in the response.
     pub fn rules(&self) -> DecisionRules {
         DecisionRules {
-            alpha: self.conformal.map(|(alpha, _)| alpha),
+            alpha: self.conformal.map(|c| c.alpha),
             abstention: self.rule,
         }
     }
@@ -116,8 +135,8 @@ impl<'a> Decider<'a> {
         summary: &McSummary,
         feature: Option<&Vec<f32>>,
     ) -> Decision {
-        let prediction_set = self.conformal.map(|(_, threshold)| {
-            prediction_set(probabilities, threshold)
+        let prediction_set = self.conformal.map(|c| {
+            prediction_set(probabilities, c.threshold)
                 .into_iter()
                 .filter_map(|i| labels.get(i).cloned())
                 .collect()
