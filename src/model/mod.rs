@@ -171,8 +171,14 @@ pub fn write_config(dir: &Path, config: &BertConfig) -> Result<(), ModelError> {
     std::fs::write(&path, text + "\n").map_err(io_error(&path))
 }
 
-/// Logits and feature vectors (see [`Classifier::features`]), one row per input.
-pub type LogitsAndFeatures = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+/// Deterministic logits and feature vectors of the same rows, from one pass.
+#[derive(Debug, Clone, Default)]
+pub struct LogitsAndFeatures {
+    /// Raw logits, one row per input.
+    pub logits: Vec<Vec<f32>>,
+    /// [`Classifier::features`] vectors, one row per input.
+    pub features: Vec<Vec<f32>>,
+}
 
 /// The deterministic lower layers of one row, computed once for sampling
 /// the layers above (see [`Classifier::lower_pass`]).
@@ -351,7 +357,10 @@ impl Classifier {
         let pooled = self.network.pool(&hidden)?;
         let logits = self.network.classify(&pooled, DropoutMode::Off)?;
         let features = features.pop().map(|f| f.to_vec2::<f32>()).transpose()?;
-        Ok((logits.to_vec2::<f32>()?, features.unwrap_or_default()))
+        Ok(LogitsAndFeatures {
+            logits: logits.to_vec2::<f32>()?,
+            features: features.unwrap_or_default(),
+        })
     }
 
     /// Runs `f` over length-sorted batches and puts its per-row outputs back in row order.
@@ -556,7 +565,10 @@ mod tests {
         let layers = classifier.network.layer_count();
         for representation in Representation::all(layers) {
             classifier.features = representation;
-            let (_, whole) = classifier.logits_and_features(&[&row]).expect("pass");
+            let whole = classifier
+                .logits_and_features(&[&row])
+                .expect("pass")
+                .features;
             for top in 0..=layers {
                 let pass = classifier.lower_pass(&row, top).expect("lower pass");
                 assert!(

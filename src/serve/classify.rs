@@ -10,7 +10,7 @@ use super::api::{
     UncertaintyRequest, UncertaintyResponse,
 };
 use super::decide::Decider;
-use super::engine::{Output, Work};
+use super::engine::{Classified, ClassifyWork, SampleWork, Sampled};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::inference::{compute, tokenize, validate_texts, within_deadline};
@@ -60,7 +60,7 @@ pub async fn logits_for(
     Ok(
         deterministic_for(state, model, texts, truncation.into(), false)
             .await?
-            .0,
+            .logits,
     )
 }
 
@@ -71,19 +71,11 @@ async fn deterministic_for(
     texts: Vec<String>,
     truncation: Truncation,
     features: bool,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ApiError> {
+) -> Result<Classified, ApiError> {
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     within_deadline(state, async {
         let rows = tokenize(state, model, texts, truncation).await?;
-        match compute(state, model, Work::Classify { rows, features })
-            .await?
-            .output
-        {
-            Output::Logits(l, f) => Ok((l, f)),
-            Output::Samples(..) => Err(ApiError::Internal(
-                "engine answered samples to a classify job".into(),
-            )),
-        }
+        compute(state, model, ClassifyWork { rows, features }).await
     })
     .await
 }
@@ -110,7 +102,7 @@ pub async fn classify(
         model.temperature()
     };
     let decider = Decider::new(&model, req.alpha, req.abstain.as_ref(), None)?;
-    let (logits, features) = deterministic_for(
+    let Classified { logits, features } = deterministic_for(
         &state,
         &model,
         texts.clone(),
@@ -188,23 +180,18 @@ pub async fn samples_for(
     texts: Vec<String>,
     truncate: bool,
     job: SampleJob,
-) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>), ApiError> {
+) -> Result<Sampled, ApiError> {
     validate_texts(&texts, state.settings.limits.max_inputs)?;
     within_deadline(state, async {
         let rows = tokenize(state, model, texts, truncate).await?;
-        let work = Work::Sample {
+        let work = SampleWork {
             rows,
             samples: job.samples,
             seed: job.seed,
             mode: job.mode,
             features: job.features,
         };
-        match compute(state, model, work).await?.output {
-            Output::Samples(s, f) => Ok((s, f)),
-            Output::Logits(..) => Err(ApiError::Internal(
-                "engine answered logits to a sampling job".into(),
-            )),
-        }
+        compute(state, model, work).await
     })
     .await
 }
@@ -238,8 +225,10 @@ pub async fn uncertainty(
         mode,
         features: decider.wants_features(),
     };
-    let (per_input, features) =
-        samples_for(&state, &model, texts.clone(), req.truncate, job).await?;
+    let Sampled {
+        probabilities: per_input,
+        features,
+    } = samples_for(&state, &model, texts.clone(), req.truncate, job).await?;
     let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
     let abstained = decider.abstained(&summaries);
     let answered: Vec<Answered> = texts

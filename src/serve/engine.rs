@@ -1,11 +1,14 @@
 //! The inference engine: the model on its own thread, fed by a bounded queue.
 //!
 //! As in text-embeddings-inference, the model never runs on a tokio worker.
-//! Handlers push a [`Job`] into a bounded `std::sync::mpsc` channel (a full
-//! queue is an immediate 429, never a wait) and await a oneshot reply. The
-//! engine thread takes the first waiting job, then keeps collecting jobs until
-//! the batch reaches `max_batch_size` rows or `max_batch_tokens` tokens, or
-//! `max_batch_wait` has passed, and runs them:
+//! Handlers queue work with [`Engine::classify`] or [`Engine::sample`]: each
+//! puts a job, with a reply channel for its own kind of answer, into a bounded
+//! `std::sync::mpsc` channel (a full queue is an immediate
+//! [`EngineError::QueueFull`], a 429, never a wait) and hands back a
+//! [`Pending`] answer to await. The engine thread takes the first waiting
+//! job, then keeps collecting jobs until the batch reaches `max_batch_size`
+//! rows or `max_batch_tokens` tokens, or `max_batch_wait` has passed, and
+//! runs them:
 //!
 //! - plain predictions of all collected requests share forward passes, sorted
 //!   by length and cut into chunks within the row and token budgets;
@@ -23,18 +26,23 @@
 //!
 //! At start-up the engine times a full sampling pass and derives the cost
 //! budget of one request (tokens × samples it can finish within the request
-//! timeout); [`Engine::cost_budget`] is what requests are checked against.
+//! timeout); [`Engine::cost_budget`] is what requests are checked against,
+//! with [`Work::cost`].
+
+mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+pub(super) use work::SamplingJob;
+use work::{by_kind, ClassifyJob, Job, Queued};
+pub use work::{Classified, ClassifyWork, EngineError, Pending, SampleWork, Sampled, Timed, Work};
 
 use super::metrics::EngineMetrics;
 use super::schedule::SamplingQueue;
-use crate::model::{Classifier, DropoutMode};
+use crate::model::{Classifier, DropoutMode, LogitsAndFeatures, ModelError};
 use crate::uncertainty::{sample_input, InputSampling, PassBudget, SamplingMode};
 
 /// How the engine groups work.
@@ -50,121 +58,10 @@ pub struct BatchSettings {
     pub queue_capacity: usize,
 }
 
-/// What a job asks of the model.
-#[derive(Debug)]
-pub enum Work {
-    /// Deterministic logits for each row.
-    Classify {
-        /// Token ids per input.
-        rows: Vec<Vec<u32>>,
-        /// Also the mean last hidden state of each row (for the feature distance).
-        features: bool,
-    },
-    /// MC-dropout samples for each row.
-    Sample {
-        /// Token ids per input.
-        rows: Vec<Vec<u32>>,
-        /// Samples per input.
-        samples: usize,
-        /// Seed of the dropout masks.
-        seed: u64,
-        /// Where dropout is applied.
-        mode: SamplingMode,
-        /// Also each row's mean last hidden state, from a deterministic pass
-        /// of that row alone.
-        features: bool,
-    },
-}
-
-impl Work {
-    fn rows(&self) -> usize {
-        match self {
-            Work::Classify { rows, .. } => rows.len(),
-            Work::Sample { rows, samples, .. } => rows.len() * samples,
-        }
-    }
-
-    fn tokens(&self) -> usize {
-        match self {
-            Work::Classify { rows, .. } => rows.iter().map(Vec::len).sum(),
-            Work::Sample { rows, samples, .. } => {
-                rows.iter().map(Vec::len).sum::<usize>() * samples
-            }
-        }
-    }
-
-    /// What the job costs the engine of a model of `layers` layers, in token
-    /// passes: tokens × the passes each token goes through. `head` sampling
-    /// runs the encoder once per input, `full` sampling once per sample (and
-    /// once more for features), `top` k layers of L once per input and the
-    /// fraction k / L once per sample.
-    pub fn cost(&self, layers: usize) -> usize {
-        match self {
-            Work::Classify { rows, .. } => rows.iter().map(Vec::len).sum(),
-            Work::Sample {
-                rows,
-                samples,
-                mode,
-                features,
-                ..
-            } => {
-                let tokens: usize = rows.iter().map(Vec::len).sum();
-                match mode {
-                    SamplingMode::Head => tokens,
-                    SamplingMode::Full => tokens * (samples + usize::from(*features)),
-                    SamplingMode::Top(k) => {
-                        tokens + (tokens * samples * (*k).min(layers)).div_ceil(layers.max(1))
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The engine's answer.
-#[derive(Debug)]
-pub enum Output {
-    /// Raw logits per input, and mean last hidden states when asked for (else empty).
-    Logits(Vec<Vec<f32>>, Vec<Vec<f32>>),
-    /// Softmax probabilities per input per sample, and mean last hidden
-    /// states when asked for (else empty).
-    Samples(Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>),
-}
-
-/// An answer plus where the time went.
-#[derive(Debug)]
-pub struct Answer {
-    /// The result.
-    pub output: Output,
-    /// Time spent waiting in the queue.
-    pub queued: Duration,
-    /// Time spent computing this job's batch.
-    pub inference: Duration,
-}
-
-/// Logits and (possibly empty) features of one classify job.
-type ClassifyOutput = crate::model::LogitsAndFeatures;
-
-/// A unit of work with its reply channel.
-pub struct Job {
-    pub(super) work: Work,
-    pub(super) reply: oneshot::Sender<Result<Answer, String>>,
-    pub(super) enqueued: Instant,
-}
-
-/// Why a job could not be queued.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SubmitError {
-    /// The queue is full.
-    Full,
-    /// The engine has stopped.
-    Stopped,
-}
-
 /// A handle to the engine thread; cloning shares the same queue.
 #[derive(Clone)]
 pub struct Engine {
-    queue: SyncSender<Job>,
+    queue: SyncSender<Queued>,
     depth: Arc<AtomicUsize>,
     ready: Arc<AtomicBool>,
     alive: Arc<AtomicBool>,
@@ -242,25 +139,31 @@ impl Engine {
         Ok((engine, handle))
     }
 
-    /// Queues work without waiting; the receiver yields the answer.
-    pub fn submit(
+    /// Queues deterministic logits without waiting.
+    pub fn classify(&self, work: ClassifyWork) -> Result<Pending<Classified>, EngineError> {
+        self.submit(work, Queued::Classify)
+    }
+
+    /// Queues MC-dropout sampling without waiting.
+    pub fn sample(&self, work: SampleWork) -> Result<Pending<Sampled>, EngineError> {
+        self.submit(work, Queued::Sample)
+    }
+
+    /// Queues `work`, wrapped by `kind` with a reply channel of its own answer.
+    fn submit<W, A>(
         &self,
-        work: Work,
-    ) -> Result<oneshot::Receiver<Result<Answer, String>>, SubmitError> {
-        let (reply, receiver) = oneshot::channel();
-        let job = Job {
-            work,
-            reply,
-            enqueued: Instant::now(),
-        };
+        work: W,
+        kind: fn(Job<W, A>) -> Queued,
+    ) -> Result<Pending<A>, EngineError> {
+        let (job, pending) = Job::new(work);
         self.depth.fetch_add(1, Ordering::SeqCst);
-        match self.queue.try_send(job) {
-            Ok(()) => Ok(receiver),
+        match self.queue.try_send(kind(job)) {
+            Ok(()) => Ok(pending),
             Err(e) => {
                 self.depth.fetch_sub(1, Ordering::SeqCst);
                 Err(match e {
-                    TrySendError::Full(_) => SubmitError::Full,
-                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                    TrySendError::Full(_) => EngineError::QueueFull,
+                    TrySendError::Disconnected(_) => EngineError::Stopped,
                 })
             }
         }
@@ -349,7 +252,7 @@ impl Worker {
     }
 
     /// Serves until every sender is gone and the sampling work in hand is done.
-    fn run(&self, receiver: Receiver<Job>) {
+    fn run(&self, receiver: Receiver<Queued>) {
         let mut sampling = SamplingQueue::default();
         loop {
             let jobs = if sampling.is_empty() {
@@ -365,7 +268,8 @@ impl Worker {
             self.metrics
                 .queue_depth
                 .set(self.depth.load(Ordering::SeqCst) as i64);
-            let sample = self.answer_classify_jobs(jobs);
+            let (classify, sample) = by_kind(jobs);
+            self.answer_classify_jobs(classify);
             sampling.extend(sample);
             sampling.step(self);
         }
@@ -373,16 +277,17 @@ impl Worker {
     }
 
     /// Gathers jobs into one batch within the row, token and time budgets.
-    fn collect(&self, first: Job, receiver: &Receiver<Job>) -> Vec<Job> {
+    fn collect(&self, first: Queued, receiver: &Receiver<Queued>) -> Vec<Queued> {
         let deadline = Instant::now() + self.settings.max_batch_wait;
-        let (mut rows, mut tokens) = (first.work.rows(), first.work.tokens());
+        let (mut rows, mut tokens) = first.size();
         let mut jobs = vec![first];
         while rows < self.settings.max_batch_size && tokens < self.settings.max_batch_tokens {
             let wait = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait) {
                 Ok(job) => {
-                    rows += job.work.rows();
-                    tokens += job.work.tokens();
+                    let (job_rows, job_tokens) = job.size();
+                    rows += job_rows;
+                    tokens += job_tokens;
                     jobs.push(job);
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
@@ -391,96 +296,94 @@ impl Worker {
         jobs
     }
 
-    /// Answers the classify jobs among `jobs` (sharing forward passes) and
-    /// returns the sampling jobs; jobs whose client has gone are dropped.
-    fn answer_classify_jobs(&self, jobs: Vec<Job>) -> Vec<Job> {
+    /// Answers `jobs`, sharing forward passes.
+    fn answer_classify_jobs(&self, jobs: Vec<ClassifyJob>) {
+        if jobs.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
-        let (classify, sample): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| matches!(j.work, Work::Classify { .. }));
-        if classify.is_empty() {
-            return sample;
-        }
-        let logits = self.classify_all(&classify);
+        let results = self.classify_all(&jobs);
         let inference = started.elapsed();
-        for (job, result) in classify.into_iter().zip(logits) {
-            let answer = result.map(|(l, f)| Answer {
-                output: Output::Logits(l, f),
-                queued: started - job.enqueued,
-                inference,
-            });
-            let _ = job.reply.send(answer);
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
+                Ok(classified) => job.answer(classified, started, inference),
+                Err(e) => job.fail(e.into()),
+            }
         }
-        sample
     }
 
     /// Deterministic logits (and features, for jobs that ask) for every
     /// classify job, sharing forward passes. Should a shared pass fail, each
     /// job is computed alone, so one bad row fails only its own request.
-    fn classify_all(&self, jobs: &[Job]) -> Vec<Result<ClassifyOutput, String>> {
-        match self.classify_shared(jobs) {
-            Ok(out) => out.into_iter().map(Ok).collect(),
+    fn classify_all(&self, jobs: &[ClassifyJob]) -> Vec<Result<Classified, ModelError>> {
+        let mut out: Vec<Classified> = jobs.iter().map(|j| Classified::unfilled(&j.work)).collect();
+        match self.classify_shared(jobs, &mut out) {
+            Ok(()) => out.into_iter().map(Ok).collect(),
             Err(e) if jobs.len() == 1 => vec![Err(e)],
             Err(_) => jobs
                 .iter()
                 .map(|job| {
-                    self.classify_shared(std::slice::from_ref(job))?
-                        .pop()
-                        .ok_or_else(|| "no output for the job".to_string())
+                    let mut alone = [Classified::unfilled(&job.work)];
+                    self.classify_shared(std::slice::from_ref(job), &mut alone)?;
+                    let [classified] = alone;
+                    Ok(classified)
                 })
                 .collect(),
         }
     }
 
-    fn classify_shared(&self, jobs: &[Job]) -> Result<Vec<ClassifyOutput>, String> {
-        let mut all: Vec<(usize, usize, &[u32])> = Vec::new();
-        let mut any_features = false;
-        for (j, job) in jobs.iter().enumerate() {
-            if let Work::Classify { rows, features } = &job.work {
-                all.extend(rows.iter().enumerate().map(|(i, r)| (j, i, r.as_slice())));
-                any_features |= *features;
-            }
-        }
-        let wants = |j: usize| matches!(jobs[j].work, Work::Classify { features: true, .. });
-        let mut out: Vec<ClassifyOutput> = jobs
+    /// Fills `out` (one answer per job) from passes over the rows of all
+    /// `jobs` together.
+    fn classify_shared(
+        &self,
+        jobs: &[ClassifyJob],
+        out: &mut [Classified],
+    ) -> Result<(), ModelError> {
+        // (job, input, row) of every input.
+        let all: Vec<(usize, usize, &[u32])> = jobs
             .iter()
             .enumerate()
-            .map(|(j, job)| {
-                let n = job.work.rows();
-                (
-                    vec![Vec::new(); n],
-                    vec![Vec::new(); if wants(j) { n } else { 0 }],
-                )
+            .flat_map(|(j, job)| {
+                let rows = job.work.rows.iter().enumerate();
+                rows.map(move |(i, row)| (j, i, row.as_slice()))
             })
             .collect();
+        let any_features = jobs.iter().any(|job| job.work.features);
         // Sorted by length so that each pass pads little.
         let mut order: Vec<usize> = (0..all.len()).collect();
         order.sort_by_key(|&i| all[i].2.len());
         for chunk in self.chunks(&order, |i| all[i].2.len()) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| all[i].2).collect();
             self.metrics.batch_rows.observe(batch.len() as f64);
-            let computed = if any_features {
-                self.classifier.logits_and_features(&batch)
-            } else {
-                self.classifier
-                    .logits(&batch, DropoutMode::Off)
-                    .map(|l| (l, Vec::new()))
-            };
-            match computed {
-                Ok((logits, mut features)) => {
-                    for (n, (&i, l)) in chunk.iter().zip(logits).enumerate() {
-                        let (j, k, _) = all[i];
-                        out[j].0[k] = l;
-                        if wants(j) {
-                            out[j].1[k] = std::mem::take(&mut features[n]);
-                        }
-                    }
+            let LogitsAndFeatures {
+                logits,
+                mut features,
+            } = self.deterministic_pass(&batch, any_features)?;
+            for (n, (&i, l)) in chunk.iter().zip(logits).enumerate() {
+                let (j, k, _) = all[i];
+                out[j].logits[k] = l;
+                if jobs[j].work.features {
+                    out[j].features[k] = std::mem::take(&mut features[n]);
                 }
-                Err(e) => return Err(e.to_string()),
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// One dropout-off pass over `batch`; features (else empty) when asked for.
+    fn deterministic_pass(
+        &self,
+        batch: &[&[u32]],
+        features: bool,
+    ) -> Result<LogitsAndFeatures, ModelError> {
+        if features {
+            return self.classifier.logits_and_features(batch);
+        }
+        let logits = self.classifier.logits(batch, DropoutMode::Off)?;
+        Ok(LogitsAndFeatures {
+            logits,
+            features: Vec::new(),
+        })
     }
 
     /// Cuts length-sorted rows into chunks within the row and token budgets.
@@ -507,34 +410,23 @@ impl Worker {
         chunks
     }
 
-    /// The passes of input `index` of a sampling job (see [`sample_input`]
+    /// The passes of one input `row` of a sampling job (see [`sample_input`]
     /// for why inputs never share a pass).
-    pub(super) fn start_input(&self, work: &Work, index: usize) -> Result<InputSampling, String> {
-        let Work::Sample {
-            rows,
-            samples,
-            seed,
-            mode,
-            features,
-        } = work
-        else {
-            return Err("not a sampling job".into());
-        };
-        let row = rows.get(index).ok_or("no such input")?;
-        self.metrics.mc_samples.inc_by(*samples as u64);
-        Ok(InputSampling::new(
+    pub(super) fn start_input(&self, work: &SampleWork, row: &[u32]) -> InputSampling {
+        self.metrics.mc_samples.inc_by(work.samples as u64);
+        InputSampling::new(
             row,
-            *samples,
-            *seed,
+            work.samples,
+            work.seed,
             self.pass_budget(),
-            *mode,
-            *features,
-        ))
+            work.mode,
+            work.features,
+        )
     }
 
     /// Runs the next pass of one input's sampling.
-    pub(super) fn run_pass(&self, sampling: &mut InputSampling) -> Result<(), String> {
-        let rows = sampling.step(&self.classifier).map_err(|e| e.to_string())?;
+    pub(super) fn run_pass(&self, sampling: &mut InputSampling) -> Result<(), ModelError> {
+        let rows = sampling.step(&self.classifier)?;
         self.metrics.batch_rows.observe(rows as f64);
         Ok(())
     }
@@ -563,8 +455,8 @@ mod tests {
             .expect("the engine starts")
     }
 
-    fn classify(rows: Vec<Vec<u32>>) -> Work {
-        Work::Classify {
+    fn classify(rows: Vec<Vec<u32>>) -> ClassifyWork {
+        ClassifyWork {
             rows,
             features: false,
         }
@@ -573,14 +465,14 @@ mod tests {
     #[tokio::test]
     async fn a_bad_row_fails_only_its_own_request_not_the_batch_it_shares() {
         let (engine, worker) = fixture_engine(Duration::from_millis(300));
-        let good = engine.submit(classify(vec![vec![2, 40, 41, 3]])).unwrap();
+        let good = engine.classify(classify(vec![vec![2, 40, 41, 3]])).unwrap();
         let bad = engine
-            .submit(classify(vec![vec![2, 1_000_000, 3]]))
+            .classify(classify(vec![vec![2, 1_000_000, 3]]))
             .unwrap();
-        let also_good = engine.submit(classify(vec![vec![2, 50, 3]])).unwrap();
-        assert!(good.await.unwrap().is_ok());
-        assert!(bad.await.unwrap().is_err());
-        assert!(also_good.await.unwrap().is_ok());
+        let also_good = engine.classify(classify(vec![vec![2, 50, 3]])).unwrap();
+        assert!(good.await.is_ok());
+        assert!(matches!(bad.await, Err(EngineError::Model(_))));
+        assert!(also_good.await.is_ok());
         assert!(engine.is_ready());
         drop(engine);
         worker.join().unwrap();
@@ -601,7 +493,7 @@ mod tests {
 
     #[test]
     fn the_cost_of_sampling_counts_the_layers_each_sample_runs_through() {
-        let work = |mode, features| Work::Sample {
+        let work = |mode, features| SampleWork {
             rows: vec![vec![1; 10], vec![1; 30]],
             samples: 20,
             seed: 0,

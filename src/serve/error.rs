@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::engine::EngineError;
 use crate::store::StoreError;
 
 /// A refused value is the request's fault (422, no use retrying); a database
@@ -20,6 +21,18 @@ impl From<StoreError> for ApiError {
             ApiError::DatabaseUnavailable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+/// A full queue is a retryable 429 and an engine that is gone a 503; a
+/// model that failed is internal.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::QueueFull => ApiError::Overloaded,
+            EngineError::Stopped | EngineError::Dropped => ApiError::Unavailable(e.to_string()),
+            EngineError::Model(e) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -260,6 +273,43 @@ mod tests {
         assert_eq!(
             malformed.status_and_kind().0,
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn an_engine_that_is_full_or_gone_says_so_and_a_failed_model_is_opaque() {
+        let answer = |e: EngineError| {
+            let e = ApiError::from(e);
+            (e.status_and_kind(), e.to_string())
+        };
+        assert_eq!(
+            answer(EngineError::QueueFull),
+            (
+                (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+                "the server is busy: the inference queue is full".to_string()
+            )
+        );
+        assert_eq!(
+            answer(EngineError::Stopped),
+            (
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                "the model is not available: the inference engine has stopped".to_string()
+            )
+        );
+        assert_eq!(
+            answer(EngineError::Dropped),
+            (
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                "the model is not available: the inference engine dropped the request".to_string()
+            )
+        );
+        let failed = crate::model::ModelError::Tensor(candle_core::Error::Msg("shape".into()));
+        assert_eq!(
+            answer(EngineError::Model(failed)),
+            (
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                "internal error".to_string()
+            )
         );
     }
 

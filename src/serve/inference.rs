@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::engine::{Answer, SubmitError, Work};
+use super::engine::{Timed, Work};
 use super::error::ApiError;
 use super::models::ServedModel;
 use super::AppState;
@@ -91,12 +91,13 @@ pub async fn tokenize(
     Ok(rows)
 }
 
-/// Queues work for the engine and waits for its answer.
-pub async fn compute(
+/// Queues work for the engine and waits for its answer; the time it waited
+/// and was computed goes to the request's span.
+pub async fn compute<W: Work>(
     state: &AppState,
     model: &ServedModel,
-    work: Work,
-) -> Result<Answer, ApiError> {
+    work: W,
+) -> Result<W::Answer, ApiError> {
     let engine = &model.engine;
     let (cost, budget) = (work.cost(model.layers()), engine.cost_budget());
     if cost > budget {
@@ -106,22 +107,20 @@ pub async fn compute(
             timeout_ms: state.settings.limits.request_timeout.as_millis() as u64,
         });
     }
-    let receiver = engine.submit(work).map_err(|e| match e {
-        SubmitError::Full => ApiError::Overloaded,
-        SubmitError::Stopped => ApiError::Unavailable("the inference engine has stopped".into()),
-    })?;
+    let pending = work.queue_on(engine)?;
     state
         .metrics
         .queue_depth
         .with_label_values(&[&model.name])
         .set(engine.queue_depth() as i64);
-    let answer = receiver
-        .await
-        .map_err(|_| ApiError::Unavailable("the inference engine dropped the request".into()))?
-        .map_err(ApiError::Internal)?;
+    let Timed {
+        answer,
+        queued,
+        inference,
+    } = pending.await?;
     let span = tracing::Span::current();
-    span.record("queue_ms", answer.queued.as_secs_f64() * 1e3);
-    span.record("inference_ms", answer.inference.as_secs_f64() * 1e3);
+    span.record("queue_ms", queued.as_secs_f64() * 1e3);
+    span.record("inference_ms", inference.as_secs_f64() * 1e3);
     Ok(answer)
 }
 

@@ -12,20 +12,20 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::engine::{Answer, Job, Output, Work, Worker};
+use super::engine::{Sampled, SamplingJob, Worker};
+use crate::model::ModelError;
 use crate::uncertainty::InputSampling;
 
 /// A sampling job part-way through its inputs.
 struct SamplingTask {
-    job: Job,
+    job: SamplingJob,
     /// The next input to compute.
     next: usize,
     /// The passes of input `next`, once started.
     current: Option<InputSampling>,
-    /// Probabilities per computed input per sample.
-    samples: Vec<Vec<Vec<f32>>>,
-    /// Mean last hidden states of computed inputs, when the job asks for them.
-    features: Vec<Vec<f32>>,
+    /// The answer so far: the computed inputs' probabilities (and feature
+    /// vectors, when the job asks for them).
+    sampled: Sampled,
     /// When its first input was started.
     began: Option<Instant>,
     /// Time spent computing its inputs.
@@ -33,40 +33,37 @@ struct SamplingTask {
 }
 
 impl SamplingTask {
-    fn new(job: Job) -> Self {
+    fn new(job: SamplingJob) -> Self {
         Self {
             job,
             next: 0,
             current: None,
-            samples: Vec::new(),
-            features: Vec::new(),
+            sampled: Sampled::default(),
             began: None,
             computing: Duration::ZERO,
         }
     }
 
-    fn inputs(&self) -> usize {
-        match &self.job.work {
-            Work::Sample { rows, .. } => rows.len(),
-            Work::Classify { .. } => 0,
-        }
-    }
-
     /// Runs the next pass of the current input; the result is `Err` when
     /// the job failed.
-    fn advance(&mut self, worker: &Worker) -> Result<(), String> {
+    fn advance(&mut self, worker: &Worker) -> Result<(), ModelError> {
         let started = Instant::now();
         self.began.get_or_insert(started);
-        let mut current = match self.current.take() {
-            Some(current) => current,
-            None => worker.start_input(&self.job.work, self.next)?,
+        let work = &self.job.work;
+        let next = self.current.take().or_else(|| {
+            let row = work.rows.get(self.next)?;
+            Some(worker.start_input(work, row))
+        });
+        let Some(mut current) = next else {
+            // Every input is done: nothing to run.
+            return Ok(());
         };
         worker.run_pass(&mut current)?;
         if current.is_done() {
-            let (probabilities, mean) = current.finish();
-            self.samples.push(probabilities);
-            if matches!(self.job.work, Work::Sample { features: true, .. }) {
-                self.features.push(mean);
+            let (probabilities, features) = current.finish();
+            self.sampled.probabilities.push(probabilities);
+            if work.features {
+                self.sampled.features.push(features);
             }
             self.next += 1;
         } else {
@@ -77,17 +74,12 @@ impl SamplingTask {
     }
 
     fn is_done(&self) -> bool {
-        self.next >= self.inputs()
+        self.next >= self.job.work.rows.len()
     }
 
     fn answer(self) {
         let began = self.began.unwrap_or_else(Instant::now);
-        let answer = Answer {
-            output: Output::Samples(self.samples, self.features),
-            queued: began.saturating_duration_since(self.job.enqueued),
-            inference: self.computing,
-        };
-        let _ = self.job.reply.send(Ok(answer));
+        self.job.answer(self.sampled, began, self.computing);
     }
 }
 
@@ -104,7 +96,7 @@ impl SamplingQueue {
     }
 
     /// Adds newly arrived sampling jobs at the back.
-    pub(super) fn extend(&mut self, jobs: Vec<Job>) {
+    pub(super) fn extend(&mut self, jobs: Vec<SamplingJob>) {
         self.tasks.extend(jobs.into_iter().map(SamplingTask::new));
     }
 
@@ -115,11 +107,11 @@ impl SamplingQueue {
         let Some(mut task) = self.tasks.pop_front() else {
             return;
         };
-        if task.job.reply.is_closed() {
+        if task.job.is_abandoned() {
             return;
         }
         if let Err(e) = task.advance(worker) {
-            let _ = task.job.reply.send(Err(e));
+            task.job.fail(e.into());
             return;
         }
         if task.is_done() {

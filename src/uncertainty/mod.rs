@@ -283,7 +283,7 @@ impl InputSampling {
             self.done = end;
             return Ok(pass.len());
         }
-        let (_, mut features) = classifier.logits_and_features(&[row])?;
+        let mut features = classifier.logits_and_features(&[row])?.features;
         self.mean = Some(features.pop().unwrap_or_default());
         Ok(1)
     }

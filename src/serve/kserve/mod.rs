@@ -260,7 +260,9 @@ async fn sample(
         mode,
         features: false,
     };
-    let (per_input, _) = samples_for(state, model, texts.clone(), true, job).await?;
+    let per_input = samples_for(state, model, texts.clone(), true, job)
+        .await?
+        .probabilities;
     let summaries: Vec<McSummary> = per_input.iter().map(|s| summarize(s)).collect();
     let answered: Vec<Answered> = texts
         .iter()
