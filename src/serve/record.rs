@@ -29,10 +29,35 @@ pub struct Answered<'a> {
     pub text: &'a str,
     /// Probabilities (means over the samples under MC dropout).
     pub probabilities: &'a [f32],
-    /// The MC summary, its mode and seed, when dropout was sampled.
-    pub sampled: Option<(&'a McSummary, SamplingMode, u64)>,
+    /// How the answer was sampled, when dropout was sampled.
+    pub sampled: Option<McSampling<'a>>,
     /// Whether the answer abstained, when an abstention policy applied.
     pub abstained: Option<bool>,
+}
+
+/// How an answer was sampled under MC dropout.
+#[derive(Debug, Clone, Copy)]
+pub struct McSampling<'a> {
+    /// The summary of its samples.
+    pub summary: &'a McSummary,
+    /// Where dropout applied.
+    pub mode: SamplingMode,
+    /// The seed of the dropout masks.
+    pub seed: u64,
+}
+
+impl McSampling<'_> {
+    /// The sampling figures a prediction is logged with.
+    fn figures(self) -> SampledFigures {
+        SampledFigures {
+            samples: self.summary.samples,
+            mode: self.mode.label(),
+            seed: self.seed,
+            expected_entropy: self.summary.expected_entropy,
+            mutual_information: self.summary.mutual_information,
+            variation_ratio: self.summary.variation_ratio,
+        }
+    }
 }
 
 /// Ids for a request's predictions; queues their records when a log is kept.
@@ -69,20 +94,13 @@ pub fn log_predictions(
                     probabilities: a.probabilities.to_vec(),
                     predictive_entropy: a.sampled.map_or_else(
                         || entropy(a.probabilities),
-                        |(s, _, _)| s.predictive_entropy,
+                        |s| s.summary.predictive_entropy,
                     ),
                     margin: a.sampled.map_or_else(
                         || margin(a.probabilities.iter().map(|&p| p as f64)),
-                        |(s, _, _)| s.margin,
+                        |s| s.summary.margin,
                     ),
-                    sampled: a.sampled.map(|(s, mode, seed)| SampledFigures {
-                        samples: s.samples,
-                        mode: mode.label(),
-                        seed,
-                        expected_entropy: s.expected_entropy,
-                        mutual_information: s.mutual_information,
-                        variation_ratio: s.variation_ratio,
-                    }),
+                    sampled: a.sampled.map(McSampling::figures),
                     latency_ms,
                     request_id: Some(context.id.clone()),
                     abstained: a.abstained,

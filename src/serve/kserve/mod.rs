@@ -24,7 +24,7 @@ use super::classify::{check_samples, logits_for, rand_seed, samples_for, SampleJ
 use super::error::ApiError;
 use super::extract::RawBody;
 use super::models::ServedModel;
-use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
+use super::record::{log_deterministic, log_predictions, Answered, McSampling, RequestContext};
 use super::AppState;
 use crate::model::softmax;
 use crate::uncertainty::{summarize, McSummary, SamplingMode};
@@ -270,7 +270,11 @@ async fn sample(
         .map(|(text, s)| Answered {
             text,
             probabilities: &s.mean,
-            sampled: Some((s, mode, seed)),
+            sampled: Some(McSampling {
+                summary: s,
+                mode,
+                seed,
+            }),
             abstained: None,
         })
         .collect();
