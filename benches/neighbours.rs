@@ -11,19 +11,9 @@ use candor::uncertainty::neighbours::Neighbours;
 const WIDTH: usize = 384;
 const K: usize = 10;
 
-/// Deterministic pseudo-random vectors in [−0.5, 0.5).
+/// Deterministic pseudo-random vectors of MiniLM's width.
 fn vectors(n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            (0..WIDTH)
-                .map(|_| {
-                    state = candor::rng::mix(state, 1);
-                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect()
-        })
-        .collect()
+    candor::rng::uniform_vectors(n, WIDTH, seed)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -19,6 +19,22 @@ pub fn mix(key: u64, part: u64) -> u64 {
     hash64(key ^ hash64(part))
 }
 
+/// `n` vectors of `width` numbers in [−0.5, 0.5), the same for the same
+/// seed (test and benchmark data; f32 precision, 24 random bits each).
+pub fn uniform_vectors(n: usize, width: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            (0..width)
+                .map(|_| {
+                    state = mix(state, 1);
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The random streams of training, named, so that no two draw the same
 /// numbers from one seed: each is the seed mixed with its own key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::inference::{compute, tokenize, validate_texts, within_deadline};
 use super::models::ServedModel;
-use super::record::{log_deterministic, log_predictions, Answered, McSampling, RequestContext};
+use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
 use crate::model::{softmax, Truncation};
 use crate::uncertainty::{summarize, McSummary, SamplingMode};
@@ -235,16 +235,7 @@ pub async fn uncertainty(
         .iter()
         .zip(&summaries)
         .zip(&abstained)
-        .map(|((text, s), &abstained)| Answered {
-            text,
-            probabilities: &s.mean,
-            sampled: Some(McSampling {
-                summary: s,
-                mode,
-                seed,
-            }),
-            abstained,
-        })
+        .map(|((text, s), &abstained)| Answered::sampled(text, s, mode, seed, abstained))
         .collect();
     let ids = log_predictions(&state, &model, &context, "uncertainty", &answered);
     let predictions = summaries

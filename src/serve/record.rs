@@ -35,6 +35,29 @@ pub struct Answered<'a> {
     pub abstained: Option<bool>,
 }
 
+impl<'a> Answered<'a> {
+    /// The answer for `text` sampled under MC dropout (`summary` over its
+    /// samples, in `mode` with `seed`): the mean is its probabilities.
+    pub fn sampled(
+        text: &'a str,
+        summary: &'a McSummary,
+        mode: SamplingMode,
+        seed: u64,
+        abstained: Option<bool>,
+    ) -> Self {
+        Self {
+            text,
+            probabilities: &summary.mean,
+            sampled: Some(McSampling {
+                summary,
+                mode,
+                seed,
+            }),
+            abstained,
+        }
+    }
+}
+
 /// How an answer was sampled under MC dropout.
 #[derive(Debug, Clone, Copy)]
 pub struct McSampling<'a> {

@@ -93,15 +93,7 @@ mod tests {
     use super::*;
     use crate::model::softmax;
     use crate::rng::SeededRng;
-
-    const EPS: f64 = 1e-12;
-
-    fn assert_close(actual: f64, expected: f64) {
-        assert!(
-            (actual - expected).abs() < EPS,
-            "expected {expected}, got {actual}"
-        );
-    }
+    use crate::uncertainty::test_support::assert_close;
 
     #[test]
     fn nonconformity_is_one_minus_the_label_probability() {

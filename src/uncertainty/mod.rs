@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod neighbours;
 pub mod report;
 pub mod selective;
+#[cfg(test)]
+mod test_support;
 
 use serde::{Deserialize, Serialize};
 

@@ -355,6 +355,7 @@ pub fn evenly_spaced(n: usize, max: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::uniform_vectors;
 
     /// The k-th smallest cosine distance, by sorting every distance in f64.
     fn brute_force(train: &[Vec<f32>], query: &[f32], k: usize) -> f64 {
@@ -378,25 +379,11 @@ mod tests {
         distances[k.min(distances.len()) - 1]
     }
 
-    fn pseudo_random(n: usize, width: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                (0..width)
-                    .map(|_| {
-                        state = crate::rng::mix(state, 1);
-                        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_distance_is_that_of_the_kth_nearest_training_vector_by_brute_force() {
-        let train = pseudo_random(300, 37, 1);
+        let train = uniform_vectors(300, 37, 1);
         let index = Neighbours::new(&train).unwrap();
-        for (q, query) in pseudo_random(20, 37, 2).iter().enumerate() {
+        for (q, query) in uniform_vectors(20, 37, 2).iter().enumerate() {
             for k in [1, 5, 10, 299, 300, 1000] {
                 let got = index.distance(query, k);
                 let want = brute_force(&train, query, k);
@@ -410,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_training_vector_is_its_own_nearest_neighbour_and_scale_does_not_matter() {
-        let train = pseudo_random(50, 16, 3);
+        let train = uniform_vectors(50, 16, 3);
         let index = Neighbours::new(&train).unwrap();
         let scaled: Vec<f32> = train[7].iter().map(|x| x * 40.0).collect();
         assert!(index.distance(&scaled, 1).abs() < 1e-3);
@@ -419,7 +406,7 @@ mod tests {
 
     #[test]
     fn zero_or_foreign_vectors_are_as_far_as_can_be() {
-        let index = Neighbours::new(&pseudo_random(10, 4, 4)).unwrap();
+        let index = Neighbours::new(&uniform_vectors(10, 4, 4)).unwrap();
         assert!(index.distance(&[0.0; 4], 1).is_nan());
         assert!(index.distance(&[1.0; 3], 1).is_nan());
         assert!(matches!(
@@ -432,7 +419,7 @@ mod tests {
     fn the_stored_file_gives_back_the_same_vectors_and_where_they_come_from() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(NEIGHBOURS_FILE);
-        let index = Neighbours::new(&pseudo_random(30, 8, 5)).unwrap();
+        let index = Neighbours::new(&uniform_vectors(30, 8, 5)).unwrap();
         let representation = Representation {
             layer: 2,
             pooling: Pooling::Cls,

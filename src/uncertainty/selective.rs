@@ -346,15 +346,7 @@ fn tied_risk(errors_before: usize, group: &TieGroup, taken: usize, kept: usize) 
 mod tests {
     use super::super::summarize;
     use super::*;
-
-    const EPS: f64 = 1e-12;
-
-    fn assert_close(actual: f64, expected: f64) {
-        assert!(
-            (actual - expected).abs() < EPS,
-            "expected {expected}, got {actual}"
-        );
-    }
+    use crate::uncertainty::test_support::assert_close;
 
     fn assert_curve(actual: &[(f64, f64)], expected: &[(f64, f64)]) {
         assert_eq!(actual.len(), expected.len(), "{actual:?}");

@@ -1,10 +1,10 @@
 //! f32 arithmetic over f32 weights, or f16 weights widened as they are read.
 
-use super::{activation, Activation, PackedDense, Panels, CHUNK_BYTES, PANEL, ROWS};
+use super::{Activation, PackedDense, Panels, CHUNK_BYTES, PANEL, ROWS};
 
 impl PackedDense {
     /// [`PackedDense::compute`] for f32 and f16 panels: each chunk of input
-    /// rows, then every panel over it.
+    /// rows, then every panel over its row tiles.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn compute_float(
@@ -20,52 +20,21 @@ impl PackedDense {
         let mut start = 0;
         while start < rows {
             let end = rows.min(start + chunk);
-            for panel in 0..self.outputs.div_ceil(PANEL) {
-                self.panel_over_rows(
-                    panel,
-                    &input[start * k..end * k],
-                    &mut output[start * self.outputs..end * self.outputs],
-                    act,
-                );
-            }
-            start = end;
-        }
-    }
-
-    /// One panel of outputs for `input`'s rows, [`ROWS`] at a time.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn panel_over_rows(
-        &self,
-        panel: usize,
-        input: &[f32],
-        output: &mut [f32],
-        act: Activation,
-    ) {
-        let k = self.inputs;
-        let rows = input.len() / k;
-        let span = panel * k * PANEL..(panel + 1) * k * PANEL;
-        let first = panel * PANEL;
-        let width = PANEL.min(self.outputs - first);
-        let bias = &self.bias[first..first + PANEL];
-        let mut row = 0;
-        while row < rows {
-            let take = ROWS.min(rows - row);
-            let mut tile = [[0f32; PANEL]; ROWS];
-            let x = &input[row * k..(row + take) * k];
-            match &self.panels {
-                Panels::F32(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
-                Panels::F16(all) => kernel::tile(x, take, k, &all[span.clone()], &mut tile),
-                Panels::Bf16(_) | Panels::Int8(_) => {
-                    unreachable!("compute sends bf16 and int8 panels to their own loops")
+            let x = &input[start * k..end * k];
+            let out = &mut output[start * self.outputs..end * self.outputs];
+            self.panels_over_row_tiles(end - start, out, act, |panel, row, take, tile| {
+                let span = panel * k * PANEL..(panel + 1) * k * PANEL;
+                let x = &x[row * k..(row + take) * k];
+                // SAFETY: the caller checked the CPU has AVX-512F.
+                match &self.panels {
+                    Panels::F32(all) => unsafe { kernel::tile(x, take, k, &all[span], tile) },
+                    Panels::F16(all) => unsafe { kernel::tile(x, take, k, &all[span], tile) },
+                    Panels::Bf16(_) | Panels::Int8(_) => {
+                        unreachable!("compute sends bf16 and int8 panels to their own loops")
+                    }
                 }
-            }
-            activation::kernel::finish(&mut tile[..take], bias, act);
-            for (r, values) in tile.iter().take(take).enumerate() {
-                let at = (row + r) * self.outputs + first;
-                output[at..at + width].copy_from_slice(&values[..width]);
-            }
-            row += take;
+            });
+            start = end;
         }
     }
 }

@@ -24,7 +24,7 @@ use super::classify::{check_samples, logits_for, rand_seed, samples_for, SampleJ
 use super::error::ApiError;
 use super::extract::RawBody;
 use super::models::ServedModel;
-use super::record::{log_deterministic, log_predictions, Answered, McSampling, RequestContext};
+use super::record::{log_deterministic, log_predictions, Answered, RequestContext};
 use super::AppState;
 use crate::model::softmax;
 use crate::uncertainty::{summarize, McSummary, SamplingMode};
@@ -267,16 +267,7 @@ async fn sample(
     let answered: Vec<Answered> = texts
         .iter()
         .zip(&summaries)
-        .map(|(text, s)| Answered {
-            text,
-            probabilities: &s.mean,
-            sampled: Some(McSampling {
-                summary: s,
-                mode,
-                seed,
-            }),
-            abstained: None,
-        })
+        .map(|(text, s)| Answered::sampled(text, s, mode, seed, None))
         .collect();
     let ids = log_predictions(state, model, context, "v2_infer", &answered)
         .iter()
