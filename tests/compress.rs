@@ -49,6 +49,7 @@ fn settings() -> CompressSettings {
         held_out: None,
         data_labels: Vec::new(),
         layers: LayerChoice::All,
+        intermediate: None,
         half: false,
         force: false,
     }
@@ -169,6 +170,44 @@ fn keeping_fewer_layers_writes_a_model_of_that_many_layers_with_the_kept_weights
 }
 
 #[test]
+fn narrowing_the_feed_forward_layers_writes_a_model_of_that_width_that_classifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = train_tiny(dir.path());
+    let out = dir.path().join("narrow");
+    let report = compress(
+        &full,
+        &out,
+        &CompressSettings {
+            intermediate: Some(16),
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.intermediate_size, [64, 16]);
+    let narrow = Classifier::load(&out).unwrap();
+    assert_eq!(narrow.config.intermediate_size, 16);
+    let (texts, _) = trec6(0, 20);
+    let rows = logits(&out, &texts);
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().flatten().all(|x| x.is_finite()));
+    // Keeping every neuron keeps the model.
+    let whole = dir.path().join("whole");
+    compress(
+        &full,
+        &whole,
+        &CompressSettings {
+            intermediate: Some(64),
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        largest_difference(&logits(&full, &texts), &logits(&whole, &texts)),
+        0.0
+    );
+}
+
+#[test]
 fn bad_input_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -198,6 +237,17 @@ fn bad_input_is_refused_and_nothing_is_written() {
         error
             .to_string()
             .contains("cannot keep 5 layers of a model with 1"),
+        "{error}"
+    );
+    let too_wide = CompressSettings {
+        intermediate: Some(100_000),
+        ..settings()
+    };
+    let error = compress(&fixture_model(), &out, &too_wide).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("feed-forward neurons of a layer"),
         "{error}"
     );
     assert!(!out.exists());

@@ -134,12 +134,14 @@ fn transformers_loads_a_compressed_model_with_no_missing_keys_and_the_same_logit
         held_out: None,
         data_labels: Vec::new(),
         layers: LayerChoice::Count(1),
+        intermediate: Some(48),
         half: true,
         force: false,
     };
     compress(&model, &compressed, &settings).unwrap();
     let classifier = Classifier::load(&compressed).unwrap();
     assert_eq!(classifier.config.num_hidden_layers, 1);
+    assert_eq!(classifier.config.intermediate_size, 48);
     let (ids, logits) = case_for(&classifier);
     let case = dir.path().join("case.json");
     write_case(&case, &ids, classifier.encoder.pad_id(), Some(&logits));

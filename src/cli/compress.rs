@@ -40,6 +40,11 @@ pub struct CompressArgs {
     /// Keep exactly these encoder layers (0-based, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub keep_layers: Option<Vec<usize>>,
+    /// Keep this many feed-forward neurons in each layer (of
+    /// `intermediate_size`), those with the largest weights in and out;
+    /// then distil the full model into the result as for --layers.
+    #[arg(long)]
+    pub intermediate: Option<usize>,
     /// Store the weights as f16 (half the size; computed in f32 at load).
     #[arg(long)]
     pub f16: bool,
@@ -89,6 +94,7 @@ pub(super) fn run_compress(args: &CompressArgs) -> anyhow::Result<()> {
         held_out,
         data_labels,
         layers,
+        intermediate: args.intermediate,
         half: args.f16,
         force: args.force,
     };

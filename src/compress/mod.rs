@@ -6,6 +6,8 @@
 //! - [`layers`]: keeping k of the L encoder layers (recover the accuracy by
 //!   distilling the full model into the smaller one: `candor train
 //!   --init-from SMALL --teacher FULL`);
+//! - [`neurons`]: keeping n of each layer's feed-forward neurons (distil
+//!   after it likewise);
 //! - half-precision storage: weights stored as f16 (`torch_dtype: float16`
 //!   in `config.json`), computed in f32 at load.
 //!
@@ -14,6 +16,7 @@
 //! `compression.json` in the result records what was done and what it cost.
 
 pub mod layers;
+pub mod neurons;
 pub mod vocab;
 
 use std::collections::HashMap;
@@ -42,6 +45,8 @@ pub struct CompressSettings {
     pub data_labels: Vec<String>,
     /// Encoder layers to keep.
     pub layers: LayerChoice,
+    /// Feed-forward neurons to keep in each layer; `None` keeps them all.
+    pub intermediate: Option<usize>,
     /// Store the weights as f16.
     pub half: bool,
     /// Replace the output directory if it exists.
@@ -67,6 +72,9 @@ pub enum CompressError {
     /// An impossible layer choice.
     #[error("{0}")]
     Layers(String),
+    /// An impossible feed-forward width.
+    #[error("{0}")]
+    Width(String),
     /// The output exists and `force` was not given.
     #[error("{0} exists; choose another --out or pass --force to replace it")]
     OutputExists(PathBuf),
@@ -95,6 +103,8 @@ pub struct CompressReport {
     pub held_out: Option<PruningCost>,
     /// Encoder layers before, and the 0-based layers kept.
     pub layers: (usize, Vec<usize>),
+    /// Feed-forward neurons per layer before and after.
+    pub intermediate_size: [usize; 2],
     /// `float32` or `float16`.
     pub dtype: String,
     /// Bytes of `model.safetensors` before and after.
@@ -139,8 +149,13 @@ pub fn compress(
             held_out = Some(pruning_cost(&tokenizer, &pruned, texts)?);
         }
     }
-    let weights = layers::keep_layers(weights, &kept_layers);
+    let mut weights = layers::keep_layers(weights, &kept_layers);
     config.num_hidden_layers = kept_layers.len();
+    let full_width = config.intermediate_size;
+    if let Some(keep) = settings.intermediate {
+        neurons::keep_neurons(&mut weights, kept_layers.len(), full_width, keep)?;
+        config.intermediate_size = keep;
+    }
     let weights = if settings.half {
         to_half(weights)?
     } else {
@@ -158,6 +173,7 @@ pub fn compress(
         vocab_size: [tokenizer.get_vocab_size(true), config.vocab_size],
         held_out,
         layers: (total_layers, kept_layers.clone()),
+        intermediate_size: [full_width, config.intermediate_size],
         dtype: if settings.half { "float16" } else { "float32" }.into(),
         weights_bytes: [
             size(&model_dir.join(WEIGHTS_FILE)),
