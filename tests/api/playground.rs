@@ -12,9 +12,12 @@ use serde_json::{json, Value};
 
 use crate::browser::Browser;
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{fixture_model, spawn_app_serving};
+use crate::helpers::{fixture_model, spawn_app_serving, TestApp};
 
 const KEY: &str = "playground-key";
+
+/// MC-dropout samples the playground is asked for.
+const SAMPLES: u64 = 8;
 
 fn screenshots() -> PathBuf {
     std::env::var("CANDOR_SCREENSHOTS").map_or_else(
@@ -23,152 +26,210 @@ fn screenshots() -> PathBuf {
     )
 }
 
+// One browser session walks through every step: starting Chromium is most of
+// the cost, and the later steps need the state the earlier ones leave (the
+// key typed, the predictions made and corrected).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playground_classifies_corrects_and_labels_the_review_queue_in_a_real_browser() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let mut settings = settings_with_database(&db.url);
-    settings.api_key = Some(KEY.into());
-    let model =
-        std::env::var("CANDOR_PLAYGROUND_MODEL").map_or_else(|_| fixture_model(), PathBuf::from);
-    let app = spawn_app_serving(vec![ModelSpec::of_dir(&model)], settings).await;
-    let (name, texts) = match model == fixture_model() {
-        true => (
-            "tiny-trec6".to_string(),
-            "Who wrote Hamlet?\nHow far away is the moon?",
-        ),
-        false => (
-            candor::serve::models::dir_name(&model),
-            "a warm, funny, sharply written film\nit is a film",
-        ),
-    };
-    let browser = Browser::start().await;
-    browser.open(&format!("{}/", app.address)).await;
-
-    // Without the key the page says what went wrong; with it, the models load.
-    browser
-        .wait_for(
-            "the missing key's error",
-            "return document.getElementById('error').textContent.includes('401')",
-        )
+    let playground = Playground::open().await;
+    playground.is_refused_until_given_the_key().await;
+    playground
+        .classifies_two_texts_with_their_uncertainty()
         .await;
-    browser.type_into("#key", KEY).await;
-    browser.click("#texts").await;
-    browser
-        .wait_for(
-            "the model list",
-            &format!("return document.getElementById('model').value === '{name}'"),
-        )
+    playground.corrects_the_first_answer().await;
+    playground.labels_the_other_text_in_the_review_queue().await;
+    playground
+        .shows_a_refused_request_with_the_servers_reason()
         .await;
-
-    // Classify two texts with 8 MC-dropout samples.
-    browser.type_into("#texts", texts).await;
-    browser.type_into("#samples", "8").await;
-    browser.click("#classify").await;
-    browser
-        .wait_for(
-            "two results",
-            "return document.querySelectorAll('.result').length === 2",
-        )
-        .await;
-    let labels: Value = app_labels(&app, &name).await;
-    let shown = browser
-        .run(
-            "return [...document.querySelectorAll('.result')].map(r => ({
-                label: r.querySelector('.label').textContent,
-                rows: r.querySelectorAll('.scores .track').length,
-                dots: r.querySelectorAll('.dot').length,
-                whiskers: r.querySelectorAll('.whisker').length,
-                figures: r.querySelector('.figures').textContent,
-                set: r.querySelector('.prediction-set') !== null }))",
-        )
-        .await;
-    let count = labels.as_array().unwrap().len() as u64;
-    for result in shown.as_array().unwrap() {
-        assert!(
-            labels.as_array().unwrap().contains(&result["label"]),
-            "{result}"
-        );
-        assert_eq!(result["rows"], count, "a bar per label");
-        assert_eq!(result["whiskers"], count, "a whisker per label");
-        assert_eq!(result["dots"], count * 8, "a dot per label and sample");
-        let figures = result["figures"].as_str().unwrap();
-        assert!(figures.contains("mutual information"), "{figures}");
-        assert_eq!(result["set"], true, "the prediction set is shown");
-    }
-    std::fs::create_dir_all(screenshots()).unwrap();
-    std::fs::write(
-        screenshots().join("classify.png"),
-        browser.screenshot().await,
-    )
-    .unwrap();
-
-    // Correct the first answer to another label.
-    let other = browser
-        .run("const s = document.querySelector('.result select'); s.value = [...s.options].map(o => o.value).find(v => v !== s.value); return s.value")
-        .await;
-    browser.click(".result .send-feedback").await;
-    browser
-        .wait_for(
-            "the feedback receipt",
-            "return document.querySelector('.result .status').textContent.startsWith('Saved: ')",
-        )
-        .await;
-
-    // The review queue: the other text is left; label it with the keyboard.
-    browser.click("#tab-review").await;
-    browser.click("#load-queue").await;
-    browser
-        .wait_for(
-            "one item to review",
-            "return document.querySelectorAll('#queue .item').length === 1",
-        )
-        .await;
-    browser
-        .run("document.getElementById('queue').focus(); return true")
-        .await;
-    browser.press("2").await;
-    browser
-        .wait_for(
-            "the item labelled",
-            "return document.querySelector('#queue .item').classList.contains('done')",
-        )
-        .await;
-    let status = browser
-        .run("return document.getElementById('queue-status').textContent")
-        .await;
-    assert_eq!(status, "0 of 1 left to label.");
-    let stats: Value = app
-        .client
-        .get(format!("{}/v1/stats?model={name}", app.address))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stats["feedback"], 2, "{stats}");
-    let second_label = &labels[1];
-    let queue_label = browser
-        .run("return document.querySelector('#queue .item .status').textContent")
-        .await;
-    assert_eq!(
-        queue_label,
-        json!(format!("labelled {}", second_label.as_str().unwrap()))
-    );
-    assert_ne!(other, Value::Null);
-
-    // A refused request is shown with the server's reason.
-    browser.click("#tab-classify").await;
-    browser.type_into("#samples", "1000").await;
-    browser.click("#classify").await;
-    browser
-        .wait_for("the error line", "return document.getElementById('error').textContent.includes('samples must be between 1 and 100')")
-        .await;
-    app.stop().await.unwrap();
+    playground.app.stop().await.unwrap();
 }
 
-async fn app_labels(app: &crate::helpers::TestApp, name: &str) -> Value {
+/// The playground of a server behind [`KEY`], open in headless Chromium.
+struct Playground {
+    app: TestApp,
+    browser: Browser,
+    /// The served model's name.
+    model: String,
+    /// Its labels, in order.
+    labels: Value,
+    /// Two texts to classify, one a line.
+    texts: &'static str,
+    /// The database the server logs to; dropping it removes it.
+    _db: TestDatabase,
+}
+
+impl Playground {
+    /// Serves the fixture (or `CANDOR_PLAYGROUND_MODEL`) with a SQLite
+    /// database and opens the page.
+    async fn open() -> Playground {
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let mut settings = settings_with_database(&db.url);
+        settings.api_key = Some(KEY.into());
+        let dir = std::env::var("CANDOR_PLAYGROUND_MODEL")
+            .map_or_else(|_| fixture_model(), PathBuf::from);
+        let app = spawn_app_serving(vec![ModelSpec::of_dir(&dir)], settings).await;
+        let (model, texts) = match dir == fixture_model() {
+            true => (
+                "tiny-trec6".to_string(),
+                "Who wrote Hamlet?\nHow far away is the moon?",
+            ),
+            false => (
+                candor::serve::models::dir_name(&dir),
+                "a warm, funny, sharply written film\nit is a film",
+            ),
+        };
+        let labels = app_labels(&app, &model).await;
+        let browser = Browser::start().await;
+        browser.open(&format!("{}/", app.address)).await;
+        Playground {
+            app,
+            browser,
+            model,
+            labels,
+            texts,
+            _db: db,
+        }
+    }
+
+    /// Without the key the page says what went wrong; with it, the models load.
+    async fn is_refused_until_given_the_key(&self) {
+        self.browser
+            .wait_for(
+                "the missing key's error",
+                "return document.getElementById('error').textContent.includes('401')",
+            )
+            .await;
+        self.browser.type_into("#key", KEY).await;
+        self.browser.click("#texts").await;
+        let listed = format!(
+            "return document.getElementById('model').value === '{}'",
+            self.model
+        );
+        self.browser.wait_for("the model list", &listed).await;
+    }
+
+    /// Each result shows a bar, a whisker and a dot per sample for every
+    /// label, the uncertainty figures and the prediction set.
+    async fn classifies_two_texts_with_their_uncertainty(&self) {
+        self.browser.type_into("#texts", self.texts).await;
+        self.browser
+            .type_into("#samples", &SAMPLES.to_string())
+            .await;
+        self.browser.click("#classify").await;
+        self.browser
+            .wait_for(
+                "two results",
+                "return document.querySelectorAll('.result').length === 2",
+            )
+            .await;
+        let shown = self
+            .browser
+            .run(
+                "return [...document.querySelectorAll('.result')].map(r => ({
+                    label: r.querySelector('.label').textContent,
+                    rows: r.querySelectorAll('.scores .track').length,
+                    dots: r.querySelectorAll('.dot').length,
+                    whiskers: r.querySelectorAll('.whisker').length,
+                    figures: r.querySelector('.figures').textContent,
+                    set: r.querySelector('.prediction-set') !== null }))",
+            )
+            .await;
+        let labels = self.labels.as_array().unwrap();
+        let count = labels.len() as u64;
+        for result in shown.as_array().unwrap() {
+            assert!(labels.contains(&result["label"]), "{result}");
+            assert_eq!(result["rows"], count, "a bar per label");
+            assert_eq!(result["whiskers"], count, "a whisker per label");
+            assert_eq!(
+                result["dots"],
+                count * SAMPLES,
+                "a dot per label and sample"
+            );
+            let figures = result["figures"].as_str().unwrap();
+            assert!(figures.contains("mutual information"), "{figures}");
+            assert_eq!(result["set"], true, "the prediction set is shown");
+        }
+        self.save_screenshot("classify.png").await;
+    }
+
+    /// Sends the first answer's feedback with another label than predicted.
+    async fn corrects_the_first_answer(&self) {
+        let other = self
+            .browser
+            .run("const s = document.querySelector('.result select'); s.value = [...s.options].map(o => o.value).find(v => v !== s.value); return s.value")
+            .await;
+        assert_ne!(other, Value::Null);
+        self.browser.click(".result .send-feedback").await;
+        self.browser
+            .wait_for(
+                "the feedback receipt",
+                "return document.querySelector('.result .status').textContent.startsWith('Saved: ')",
+            )
+            .await;
+    }
+
+    /// The review queue holds only the text not corrected; the key `2`
+    /// labels it with the second label, and the server has both corrections.
+    async fn labels_the_other_text_in_the_review_queue(&self) {
+        self.browser.click("#tab-review").await;
+        self.browser.click("#load-queue").await;
+        self.browser
+            .wait_for(
+                "one item to review",
+                "return document.querySelectorAll('#queue .item').length === 1",
+            )
+            .await;
+        self.browser
+            .run("document.getElementById('queue').focus(); return true")
+            .await;
+        self.browser.press("2").await;
+        self.browser
+            .wait_for(
+                "the item labelled",
+                "return document.querySelector('#queue .item').classList.contains('done')",
+            )
+            .await;
+        let status = self
+            .browser
+            .run("return document.getElementById('queue-status').textContent")
+            .await;
+        assert_eq!(status, "0 of 1 left to label.");
+        let stats = self.stats().await;
+        assert_eq!(stats["feedback"], 2, "{stats}");
+        let queue_label = self
+            .browser
+            .run("return document.querySelector('#queue .item .status').textContent")
+            .await;
+        let second_label = self.labels[1].as_str().unwrap();
+        assert_eq!(queue_label, json!(format!("labelled {second_label}")));
+    }
+
+    /// Asks for more samples than the server allows.
+    async fn shows_a_refused_request_with_the_servers_reason(&self) {
+        self.browser.click("#tab-classify").await;
+        self.browser.type_into("#samples", "1000").await;
+        self.browser.click("#classify").await;
+        self.browser
+            .wait_for("the error line", "return document.getElementById('error').textContent.includes('samples must be between 1 and 100')")
+            .await;
+    }
+
+    /// `GET /v1/stats` of the model.
+    async fn stats(&self) -> Value {
+        let url = format!("{}/v1/stats?model={}", self.app.address, self.model);
+        let answer = self.app.client.get(url).bearer_auth(KEY).send().await;
+        answer.unwrap().json().await.unwrap()
+    }
+
+    /// Saves what the browser shows in [`screenshots`] as `name`.
+    async fn save_screenshot(&self, name: &str) {
+        std::fs::create_dir_all(screenshots()).unwrap();
+        std::fs::write(screenshots().join(name), self.browser.screenshot().await).unwrap();
+    }
+}
+
+/// The labels of the served model `name`, in order.
+async fn app_labels(app: &TestApp, name: &str) -> Value {
     let info: Value = app
         .client
         .get(format!("{}/v1/models/{name}", app.address))
