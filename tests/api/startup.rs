@@ -66,6 +66,27 @@ async fn without_an_api_key_serving_beyond_loopback_is_refused_unless_insecure_n
         .expect("loopback needs no key");
 }
 
+/// Starts the server on `model` and fails the test unless it refuses,
+/// saying `expected`.
+async fn assert_refused_naming(model: &Path, expected: &str) {
+    let error = start_on("127.0.0.1:0", model, test_settings())
+        .await
+        .expect_err(expected);
+    assert!(
+        error.contains(expected),
+        "expected '{expected}' in: {error}"
+    );
+}
+
+/// Applies `change` to the JSON file `file` of the model in `model`.
+fn edit_json(model: &Path, file: &str, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = model.join(file);
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut value);
+    std::fs::write(&path, value.to_string()).unwrap();
+}
+
 /// A copy of the fixture model with `change` applied to one of its JSON files.
 fn broken_model(file: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -73,17 +94,13 @@ fn broken_model(file: &str, change: impl FnOnce(&mut serde_json::Value)) -> temp
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    let path = dir.path().join(file);
-    let mut value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    change(&mut value);
-    std::fs::write(&path, value.to_string()).unwrap();
+    edit_json(dir.path(), file, change);
     dir
 }
 
 #[tokio::test]
-async fn model_directories_whose_parts_disagree_are_refused_at_start_naming_the_problem() {
-    let cases: Vec<(&str, tempfile::TempDir)> = vec![
+async fn a_config_at_odds_with_the_tokenizer_or_itself_is_refused_at_start_naming_the_problem() {
+    let cases = [
         (
             "vocab_size is 100",
             broken_model("config.json", |c| c["vocab_size"] = 100.into()),
@@ -96,6 +113,15 @@ async fn model_directories_whose_parts_disagree_are_refused_at_start_naming_the_
             "names the label 'ABBR' more than once",
             broken_model("config.json", |c| c["id2label"]["1"] = "ABBR".into()),
         ),
+    ];
+    for (expected, model) in cases {
+        assert_refused_naming(model.path(), expected).await;
+    }
+}
+
+#[tokio::test]
+async fn a_calibration_that_does_not_fit_the_model_is_refused_at_start_naming_the_problem() {
+    let cases = [
         (
             "not of the model's hidden size 32",
             broken_model("calibration.json", |c| {
@@ -112,58 +138,40 @@ async fn model_directories_whose_parts_disagree_are_refused_at_start_naming_the_
             broken_model("calibration.json", |c| c["top"]["layers"] = 3.into()),
         ),
     ];
-    // The nearest-neighbour vectors must be there and match their record.
+    for (expected, model) in cases {
+        assert_refused_naming(model.path(), expected).await;
+    }
+}
+
+#[tokio::test]
+async fn neighbour_vectors_missing_or_unlike_their_record_are_refused_at_start_naming_the_problem()
+{
+    let cases: [(&str, &dyn Fn(&Path)); 3] = [
+        ("neighbours.safetensors", &|m| {
+            std::fs::remove_file(m.join("neighbours.safetensors")).unwrap()
+        }),
+        (
+            "holds the layer 1 mean, but calibration.json says the layer 1 cls",
+            &|m| {
+                edit_json(m, "calibration.json", |c| {
+                    c["neighbours"]["representation"]["pooling"] = "cls".into()
+                })
+            },
+        ),
+        ("holds 800 vectors of width 32; expected 700", &|m| {
+            edit_json(m, "calibration.json", |c| {
+                c["neighbours"]["stored"] = 700.into()
+            })
+        }),
+    ];
     let layer_one = Representation {
         layer: 1,
         pooling: Pooling::Mean,
     };
-    let broken_neighbours = |change: &dyn Fn(&Path)| {
+    for (expected, change) in cases {
         let dir = tempfile::tempdir().unwrap();
         let model = fixture_with_neighbours(dir.path(), layer_one);
         change(&model);
-        (dir, model)
-    };
-    let edit = |model: &Path, change: &dyn Fn(&mut serde_json::Value)| {
-        let path = model.join("calibration.json");
-        let mut value: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        change(&mut value);
-        std::fs::write(&path, value.to_string()).unwrap();
-    };
-    let neighbour_cases: Vec<(&str, (tempfile::TempDir, std::path::PathBuf))> = vec![
-        (
-            "neighbours.safetensors",
-            broken_neighbours(&|m| std::fs::remove_file(m.join("neighbours.safetensors")).unwrap()),
-        ),
-        (
-            "holds the layer 1 mean, but calibration.json says the layer 1 cls",
-            broken_neighbours(&|m| {
-                edit(m, &|c| {
-                    c["neighbours"]["representation"]["pooling"] = "cls".into()
-                })
-            }),
-        ),
-        (
-            "holds 800 vectors of width 32; expected 700",
-            broken_neighbours(&|m| edit(m, &|c| c["neighbours"]["stored"] = 700.into())),
-        ),
-    ];
-    for (expected, (_dir, model)) in neighbour_cases {
-        let error = start_on("127.0.0.1:0", &model, test_settings())
-            .await
-            .expect_err(expected);
-        assert!(
-            error.contains(expected),
-            "expected '{expected}' in: {error}"
-        );
-    }
-    for (expected, dir) in cases {
-        let error = start_on("127.0.0.1:0", dir.path(), test_settings())
-            .await
-            .expect_err(expected);
-        assert!(
-            error.contains(expected),
-            "expected '{expected}' in: {error}"
-        );
+        assert_refused_naming(&model, expected).await;
     }
 }
