@@ -143,35 +143,43 @@ async fn a_calibration_that_does_not_fit_the_model_is_refused_at_start_naming_th
     }
 }
 
-#[tokio::test]
-async fn neighbour_vectors_missing_or_unlike_their_record_are_refused_at_start_naming_the_problem()
-{
-    let cases: [(&str, &dyn Fn(&Path)); 3] = [
-        ("neighbours.safetensors", &|m| {
-            std::fs::remove_file(m.join("neighbours.safetensors")).unwrap()
-        }),
-        (
-            "holds the layer 1 mean, but calibration.json says the layer 1 cls",
-            &|m| {
-                edit_json(m, "calibration.json", |c| {
-                    c["neighbours"]["representation"]["pooling"] = "cls".into()
-                })
-            },
-        ),
-        ("holds 800 vectors of width 32; expected 700", &|m| {
-            edit_json(m, "calibration.json", |c| {
-                c["neighbours"]["stored"] = 700.into()
-            })
-        }),
-    ];
+/// Fails the test unless the fixture with nearest-neighbour vectors (of
+/// layer 1's mean), changed by `change`, is refused at start saying `expected`.
+async fn assert_neighbours_refused(change: impl FnOnce(&Path), expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
     let layer_one = Representation {
         layer: 1,
         pooling: Pooling::Mean,
     };
-    for (expected, change) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let model = fixture_with_neighbours(dir.path(), layer_one);
-        change(&model);
-        assert_refused_naming(&model, expected).await;
-    }
+    let model = fixture_with_neighbours(dir.path(), layer_one);
+    change(&model);
+    assert_refused_naming(&model, expected).await;
+}
+
+#[tokio::test]
+async fn neighbour_vectors_missing_or_unlike_their_record_are_refused_at_start_naming_the_problem()
+{
+    assert_neighbours_refused(
+        |m| std::fs::remove_file(m.join("neighbours.safetensors")).unwrap(),
+        "neighbours.safetensors",
+    )
+    .await;
+    assert_neighbours_refused(
+        |m| {
+            edit_json(m, "calibration.json", |c| {
+                c["neighbours"]["representation"]["pooling"] = "cls".into()
+            })
+        },
+        "holds the layer 1 mean, but calibration.json says the layer 1 cls",
+    )
+    .await;
+    assert_neighbours_refused(
+        |m| {
+            edit_json(m, "calibration.json", |c| {
+                c["neighbours"]["stored"] = 700.into()
+            })
+        },
+        "holds 800 vectors of width 32; expected 700",
+    )
+    .await;
 }
