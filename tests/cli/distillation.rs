@@ -38,8 +38,8 @@ fn a_student_distilled_from_its_teachers_with_masked_copies_differs_from_them_an
     ]);
 }
 
-/// What `candor train` says when it refuses one epoch on 200 text messages
-/// into `dir/spam` with `options`, after checking it wrote no model.
+/// What `candor train` on 200 text messages into `dir/spam` says when it
+/// refuses `options`, after checking it wrote no model.
 fn refusal_of_training_on_spam(dir: &Path, options: &[&str]) -> String {
     let spam = subset(dir, "sms_spam.jsonl", 200);
     let out = dir.join("spam");
