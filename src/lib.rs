@@ -11,14 +11,17 @@
 //!   clipping, early stopping, temperature fitting and the artifacts written
 //!   beside the model.
 //! - [`compress`] makes a fine-tuned model smaller in the same format:
-//!   vocabulary pruning, fewer layers, f16 storage.
+//!   vocabulary pruning, fewer layers, narrower feed-forward layers, f16
+//!   storage.
 //! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries,
 //!   measures calibration and fits cascades' hand-over thresholds.
 //! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
 //! - [`rng`] is the seeded generator behind every random choice.
 //! - [`serve`] is the HTTP service: axum routes over one inference thread
 //!   per model with dynamic batching, MC-dropout uncertainty, reload,
-//!   cascades, KServe's v2 protocol and Prometheus metrics; `serve::api`
+//!   cascades, KServe's v2 protocol and Prometheus metrics; `serve::engine`
+//!   owns the inference thread, and `serve::engine::work` the typed work,
+//!   answers and errors that cross to it; `serve::api`
 //!   holds the bodies (the contract) and `serve::schema` what the OpenAPI
 //!   document states beyond the derives.
 //! - [`store`] keeps the models served, every logged prediction and human
