@@ -20,10 +20,16 @@ pub fn validate_texts(texts: &[String], max_inputs: usize) -> Result<(), ApiErro
             max: max_inputs,
         });
     }
-    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+    if let Some(i) = texts.iter().position(|t| is_blank(t)) {
         return Err(ApiError::Validation(format!("input {i} is empty")));
     }
     Ok(())
+}
+
+/// Whether `text` holds nothing but white space: Unicode's (as Rust's
+/// `trim`) and U+FEFF, which JSON Schema's `\s` counts too.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || c == '\u{feff}')
 }
 
 /// Tokenizes on the blocking pool, so a long text never stalls a tokio worker.
@@ -133,4 +139,28 @@ pub async fn within_deadline<T>(
     tokio::time::timeout(limit, f)
         .await
         .map_err(|_| ApiError::Timeout(limit.as_millis() as u64))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_blank;
+
+    #[test]
+    fn blank_is_what_the_documented_pattern_refuses() {
+        // Unicode's white space, U+0085 included (the pattern names it), and U+FEFF (JSON Schema's \s has it).
+        for blank in [
+            "",
+            " ",
+            "\t\n",
+            "\u{85}",
+            "\u{a0}\u{3000}",
+            "\u{feff}",
+            "\u{2028}",
+        ] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
+        for text in ["a", " a ", "\u{200b}", "\u{85}x"] {
+            assert!(!is_blank(text), "{text:?}");
+        }
+    }
 }

@@ -12,13 +12,15 @@ use utoipa::openapi::{OpenApi, RefOr};
 use crate::uncertainty::selective::Score;
 
 /// The schema of `inputs`: a text, or 1 to 64 (the default `--max-inputs`)
-/// texts, each with something besides white space.
+/// texts, each with something besides white space. The pattern's `\s` is
+/// JSON Schema's (ECMA-262's), which lacks U+0085, named beside it so that
+/// the document refuses what [`super::inference::is_blank`] refuses.
 pub fn inputs() -> Schema {
     let text = || {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
-            .pattern(Some(r"^[^\u0000]*[^\s\u0000][^\u0000]*$"))
+            .pattern(Some(r"^[^\u0000]*[^\s\u0000\u0085][^\u0000]*$"))
     };
     let one_of = OneOfBuilder::new()
         .item(text())
