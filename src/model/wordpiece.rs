@@ -7,6 +7,7 @@
 //! `##` marking pieces that continue a word), with ties broken by token ids that
 //! are themselves assigned in a fixed order.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 /// Marks a piece that continues a word.
@@ -28,89 +29,156 @@ pub fn learn_vocabulary(
     vocab_size: usize,
     min_frequency: u64,
 ) -> Vec<String> {
-    let mut tokens: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let add = |t: String, tokens: &mut Vec<String>, ids: &mut HashMap<String, u32>| -> u32 {
-        if let Some(&id) = ids.get(&t) {
-            return id;
-        }
-        tokens.push(t.clone());
-        ids.insert(t, tokens.len() as u32 - 1);
-        tokens.len() as u32 - 1
-    };
-    for (i, s) in specials.iter().enumerate() {
-        ids.insert(s.to_string(), i as u32);
-    }
-    let mut initial = BTreeSet::new();
-    let mut continuing = BTreeSet::new();
-    for word in words.keys() {
-        for (i, c) in word.chars().enumerate() {
-            if i == 0 {
-                initial.insert(c)
-            } else {
-                continuing.insert(c)
-            };
-        }
-    }
-    for c in &initial {
-        add(c.to_string(), &mut tokens, &mut ids);
-    }
-    for c in &continuing {
-        add(format!("{CONTINUATION}{c}"), &mut tokens, &mut ids);
-    }
-    let mut corpus: Vec<Word> = words
-        .iter()
-        .map(|(w, &count)| Word {
-            symbols: w
-                .chars()
-                .enumerate()
-                .map(|(i, c)| {
-                    ids[&if i == 0 {
-                        c.to_string()
-                    } else {
-                        format!("{CONTINUATION}{c}")
-                    }]
-                })
-                .collect(),
-            count: count as i64,
-        })
-        .collect();
-
-    let mut pair_counts: HashMap<(u32, u32), i64> = HashMap::new();
-    let mut pair_words: HashMap<(u32, u32), BTreeSet<usize>> = HashMap::new();
-    for (w, word) in corpus.iter().enumerate() {
-        for pair in word.symbols.windows(2) {
-            *pair_counts.entry((pair[0], pair[1])).or_default() += word.count;
-            pair_words.entry((pair[0], pair[1])).or_default().insert(w);
-        }
-    }
-    // Max-heap on count; among equal counts the smaller pair of ids wins.
-    let mut heap: BinaryHeap<(i64, std::cmp::Reverse<(u32, u32)>)> = pair_counts
-        .iter()
-        .map(|(&p, &c)| (c, std::cmp::Reverse(p)))
-        .collect();
-    while tokens.len() < vocab_size {
-        let Some((count, std::cmp::Reverse(pair))) = heap.pop() else {
+    let mut vocabulary = Vocabulary::with_specials(specials);
+    vocabulary.add_characters(words);
+    let mut corpus = vocabulary.spell(words);
+    let mut pairs = PairIndex::new(&corpus);
+    while vocabulary.tokens.len() < vocab_size {
+        let Some((pair, count)) = pairs.most_frequent() else {
             break;
         };
-        let current = pair_counts.get(&pair).copied().unwrap_or(0);
-        if count != current {
-            if current > 0 {
-                heap.push((current, std::cmp::Reverse(pair)));
-            }
-            continue;
-        }
         if count < min_frequency as i64 || count <= 0 {
             break;
         }
-        let left = &tokens[pair.0 as usize];
-        let right = &tokens[pair.1 as usize];
-        let merged = format!(
+        let new_id = vocabulary.add(vocabulary.merged(pair));
+        pairs.merge(&mut corpus, pair, new_id);
+    }
+    vocabulary.tokens
+}
+
+/// The tokens learnt so far and the id of each.
+struct Vocabulary {
+    /// Tokens in id order.
+    tokens: Vec<String>,
+    /// The id of each token.
+    ids: HashMap<String, u32>,
+}
+
+impl Vocabulary {
+    /// The special tokens, in the order given, as ids 0, 1, ….
+    fn with_specials(specials: &[&str]) -> Self {
+        let tokens: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
+        let mut ids = HashMap::new();
+        for (i, s) in specials.iter().enumerate() {
+            ids.insert(s.to_string(), i as u32);
+        }
+        Self { tokens, ids }
+    }
+
+    /// The id of `token`, added at the end when it is new.
+    fn add(&mut self, token: String) -> u32 {
+        if let Some(&id) = self.ids.get(&token) {
+            return id;
+        }
+        self.tokens.push(token.clone());
+        self.ids.insert(token, self.tokens.len() as u32 - 1);
+        self.tokens.len() as u32 - 1
+    }
+
+    /// Every character that begins a word, then every one that continues
+    /// one (as `##c`), each by code point.
+    fn add_characters(&mut self, words: &BTreeMap<String, u64>) {
+        let mut initial = BTreeSet::new();
+        let mut continuing = BTreeSet::new();
+        for word in words.keys() {
+            for (i, c) in word.chars().enumerate() {
+                if i == 0 {
+                    initial.insert(c)
+                } else {
+                    continuing.insert(c)
+                };
+            }
+        }
+        for c in &initial {
+            self.add(c.to_string());
+        }
+        for c in &continuing {
+            self.add(format!("{CONTINUATION}{c}"));
+        }
+    }
+
+    /// Each word as the ids of its characters (after [`Self::add_characters`]).
+    fn spell(&self, words: &BTreeMap<String, u64>) -> Vec<Word> {
+        words
+            .iter()
+            .map(|(w, &count)| Word {
+                symbols: w
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        self.ids[&if i == 0 {
+                            c.to_string()
+                        } else {
+                            format!("{CONTINUATION}{c}")
+                        }]
+                    })
+                    .collect(),
+                count: count as i64,
+            })
+            .collect()
+    }
+
+    /// The token `pair` merges into: the right piece loses its `##`.
+    fn merged(&self, pair: (u32, u32)) -> String {
+        let left = &self.tokens[pair.0 as usize];
+        let right = &self.tokens[pair.1 as usize];
+        format!(
             "{left}{}",
             right.strip_prefix(CONTINUATION).unwrap_or(right)
-        );
-        let new_id = add(merged, &mut tokens, &mut ids);
-        let affected: Vec<usize> = pair_words
+        )
+    }
+}
+
+/// How often each adjacent pair of ids occurs in the corpus, and where.
+struct PairIndex {
+    /// Occurrences of each pair, weighted by word frequency.
+    counts: HashMap<(u32, u32), i64>,
+    /// The words each pair occurs in.
+    words: HashMap<(u32, u32), BTreeSet<usize>>,
+    /// Pairs by count, possibly stale: an entry whose count is no longer
+    /// the pair's is put back at its current count when popped. Among equal
+    /// counts the smaller pair of ids wins.
+    heap: BinaryHeap<(i64, Reverse<(u32, u32)>)>,
+}
+
+impl PairIndex {
+    /// Counts every adjacent pair of `corpus`.
+    fn new(corpus: &[Word]) -> Self {
+        let mut counts: HashMap<(u32, u32), i64> = HashMap::new();
+        let mut words: HashMap<(u32, u32), BTreeSet<usize>> = HashMap::new();
+        for (w, word) in corpus.iter().enumerate() {
+            for pair in word.symbols.windows(2) {
+                *counts.entry((pair[0], pair[1])).or_default() += word.count;
+                words.entry((pair[0], pair[1])).or_default().insert(w);
+            }
+        }
+        let heap = counts.iter().map(|(&p, &c)| (c, Reverse(p))).collect();
+        Self {
+            counts,
+            words,
+            heap,
+        }
+    }
+
+    /// The most frequent pair and its count; `None` when no pair is left.
+    fn most_frequent(&mut self) -> Option<((u32, u32), i64)> {
+        loop {
+            let (count, Reverse(pair)) = self.heap.pop()?;
+            let current = self.counts.get(&pair).copied().unwrap_or(0);
+            if count == current {
+                return Some((pair, count));
+            }
+            if current > 0 {
+                self.heap.push((current, Reverse(pair)));
+            }
+        }
+    }
+
+    /// Replaces `pair` by `new_id` in every word holding it, and recounts
+    /// the pairs those words had and have.
+    fn merge(&mut self, corpus: &mut [Word], pair: (u32, u32), new_id: u32) {
+        let affected: Vec<usize> = self
+            .words
             .remove(&pair)
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
@@ -118,26 +186,25 @@ pub fn learn_vocabulary(
         for w in affected {
             let word = &mut corpus[w];
             for p in word.symbols.windows(2) {
-                *pair_counts.entry((p[0], p[1])).or_default() -= word.count;
+                *self.counts.entry((p[0], p[1])).or_default() -= word.count;
                 changed.insert((p[0], p[1]));
             }
             word.symbols = merge(&word.symbols, pair, new_id);
             for p in word.symbols.windows(2) {
-                *pair_counts.entry((p[0], p[1])).or_default() += word.count;
-                pair_words.entry((p[0], p[1])).or_default().insert(w);
+                *self.counts.entry((p[0], p[1])).or_default() += word.count;
+                self.words.entry((p[0], p[1])).or_default().insert(w);
                 changed.insert((p[0], p[1]));
             }
         }
-        pair_counts.remove(&pair);
+        self.counts.remove(&pair);
         for p in changed {
-            if let Some(&c) = pair_counts.get(&p) {
+            if let Some(&c) = self.counts.get(&p) {
                 if c > 0 {
-                    heap.push((c, std::cmp::Reverse(p)));
+                    self.heap.push((c, Reverse(p)));
                 }
             }
         }
     }
-    tokens
 }
 
 /// Replaces each non-overlapping occurrence of `pair` in `symbols`, left to right.
