@@ -51,109 +51,70 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("candor".into()), None)?;
-        let requests = registered(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "http_requests_total",
-                    "HTTP requests by route, method and status",
-                ),
+        let r = &registry;
+        Ok(Self {
+            requests: counter_vec(
+                r,
+                "http_requests_total",
+                "HTTP requests by route, method and status",
                 &["route", "method", "status"],
             )?,
-        )?;
-        let latency = registered(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "http_request_duration_seconds",
-                    "HTTP request latency by route",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+            latency: histogram_vec(
+                r,
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+                LATENCY_BUCKETS,
                 &["route"],
             )?,
-        )?;
-        let batch_rows = registered(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "batch_rows",
-                    "Rows (inputs or inputs x samples) per forward pass, by model",
-                )
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            batch_rows: histogram_vec(
+                r,
+                "batch_rows",
+                "Rows (inputs or inputs x samples) per forward pass, by model",
+                BATCH_ROWS_BUCKETS,
                 &["model"],
             )?,
-        )?;
-        let queue_depth = registered(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "queue_depth",
-                    "Jobs waiting for the inference engine, by model",
-                ),
+            queue_depth: gauge_vec(
+                r,
+                "queue_depth",
+                "Jobs waiting for the inference engine, by model",
                 &["model"],
             )?,
-        )?;
-        let mc_samples = registered(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "mc_samples_total",
-                    "MC-dropout forward rows computed (inputs x samples), by model",
-                ),
+            mc_samples: counter_vec(
+                r,
+                "mc_samples_total",
+                "MC-dropout forward rows computed (inputs x samples), by model",
                 &["model"],
             )?,
-        )?;
-        let inputs = registered(
-            &registry,
-            IntCounterVec::new(
-                Opts::new("inputs_total", "Inputs answered, by model and route"),
+            inputs: counter_vec(
+                r,
+                "inputs_total",
+                "Inputs answered, by model and route",
                 &["model", "route"],
             )?,
-        )?;
-        let connections_open = registered(
-            &registry,
-            IntGauge::new("connections_open", "HTTP connections open now")?,
-        )?;
-        let connections_refused = registered(
-            &registry,
-            IntCounter::new(
+            connections_open: registered(
+                r,
+                IntGauge::new("connections_open", "HTTP connections open now")?,
+            )?,
+            connections_refused: counter(
+                r,
                 "connections_refused_total",
                 "HTTP connections closed as soon as accepted because max_connections were open",
             )?,
-        )?;
-        let connections_timed_out = registered(&registry, IntCounterVec::new(
-            Opts::new(
+            connections_timed_out: counter_vec(
+                r,
                 "connections_timed_out_total",
                 "HTTP connections closed by a timeout, by what they were waiting for (head or idle)",
-            ),
-            &["waiting_for"],
-        )?)?;
-        let cascade_answers = registered(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "cascade_answers_total",
-                    "Inputs a cascade answered, by cascade and by the model that answered",
-                ),
+                &["waiting_for"],
+            )?,
+            cascade_answers: counter_vec(
+                r,
+                "cascade_answers_total",
+                "Inputs a cascade answered, by cascade and by the model that answered",
                 &["cascade", "answered_by"],
             )?,
-        )?;
-        let log = log_counters(&registry)?;
-        Ok(Self {
+            log: log_counters(r)?,
+            // Last: every field above borrows it.
             registry,
-            requests,
-            latency,
-            batch_rows,
-            queue_depth,
-            mc_samples,
-            inputs,
-            cascade_answers,
-            connections_open,
-            connections_refused,
-            connections_timed_out,
-            log,
         })
     }
 
@@ -182,6 +143,51 @@ impl Metrics {
     }
 }
 
+/// Buckets of the request latency, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of the rows per forward pass.
+const BATCH_ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// A counter by `labels`, registered.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A gauge by `labels`, registered.
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A counter, registered.
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    registered(registry, IntCounter::new(name, help)?)
+}
+
+/// A histogram by `labels` over `buckets`, registered.
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    registered(registry, HistogramVec::new(opts, labels)?)
+}
+
 /// Registers `metric` with `registry` and hands it back.
 fn registered<T: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -193,7 +199,7 @@ fn registered<T: prometheus::core::Collector + Clone + 'static>(
 
 /// The prediction log's instruments, registered.
 fn log_counters(registry: &Registry) -> Result<LogCounters, prometheus::Error> {
-    let counter = |name: &str, help: &str| registered(registry, IntCounter::new(name, help)?);
+    let counter = |name: &str, help: &str| counter(registry, name, help);
     Ok(LogCounters {
         written: counter(
             "predictions_logged_total",
