@@ -140,96 +140,177 @@ pub fn pretrain(
     rows: &[Vec<u32>],
     settings: PretrainSettings,
 ) -> anyhow::Result<Vec<f64>> {
-    let (mask_id, pad_id, quiet) = (settings.mask_id, settings.pad_id, settings.quiet);
     let device = Device::Cpu;
     let mut rng = SeededRng::new(Stream::PretrainBatches.of(settings.seed));
     let head = MlmHead::new(config, &mut rng, &device)?;
-    let mut params: Vec<(Var, bool)> = {
-        let vars = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
-        let mut named: Vec<(&String, &Var)> = vars
-            .iter()
-            .filter(|(n, _)| n.starts_with("bert.") && !n.contains("pooler"))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        named
-            .into_iter()
-            .map(|(n, v)| (v.clone(), !n.ends_with(".bias") && !n.contains("LayerNorm")))
-            .collect()
-    };
+    let mut params = encoder_parameters(varmap)?;
     params.extend(head.vars().into_iter().map(|v| (v, false)));
-    let mut optimizer = AdamW::new(params, AdamWSettings::default());
     let steps_per_epoch = rows.len().div_ceil(settings.batch_size.max(1));
     let total = steps_per_epoch * settings.epochs;
-    let schedule = LinearSchedule {
-        peak: settings.learning_rate,
-        warmup_steps: total / 10,
-        total_steps: total,
+    let mut run = Pretraining {
+        net,
+        head,
+        optimizer: AdamW::new(params, AdamWSettings::default()),
+        schedule: LinearSchedule {
+            peak: settings.learning_rate,
+            warmup_steps: total / 10,
+            total_steps: total,
+        },
+        settings,
+        vocab: config.vocab_size as u32,
+        device,
+        step: 0,
     };
-    let vocab = config.vocab_size as u32;
     let mut losses = Vec::new();
-    let mut step = 0usize;
     for epoch in 1..=settings.epochs {
         let started = Instant::now();
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps_per_epoch as u64)
-        };
-        let mut total_loss = 0f64;
-        for batch in length_bucketed_batches(rows, settings.batch_size, &mut rng) {
-            let step_key = mix(settings.seed ^ Stream::PretrainStep.key(), step as u64);
-            let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
-            let corrupted: Vec<Corrupted> = batch
-                .iter()
-                .zip(&keys)
-                .map(|(&i, &k)| corrupt(&rows[i], mask_id, vocab, k))
-                .collect();
-            let width = corrupted.iter().map(|c| c.ids.len()).max().unwrap_or(1);
-            let mut positions = Vec::new();
-            let mut targets = Vec::new();
-            for (r, c) in corrupted.iter().enumerate() {
-                for &(p, original) in &c.targets {
-                    positions.push((r * width + p) as u32);
-                    targets.push(original);
-                }
-            }
-            if positions.is_empty() {
-                continue;
-            }
-            let refs: Vec<&[u32]> = corrupted.iter().map(|c| c.ids.as_slice()).collect();
-            let tokens = TokenBatch::from_rows(&refs, pad_id, &device)?;
-            let hidden = net.encode(&tokens, DropoutMode::On(&keys))?;
-            let h = hidden.dim(D::Minus1)?;
-            let picked = hidden
-                .reshape((refs.len() * width, h))?
-                .index_select(&Tensor::new(positions.as_slice(), &device)?, 0)?;
-            let scores = head.forward(&picked, net.word_embeddings())?;
-            let loss = candle_nn::loss::cross_entropy(
-                &scores,
-                &Tensor::new(targets.as_slice(), &device)?,
-            )?;
-            optimizer.step(&loss.backward()?, schedule.rate(step), 1.0)?;
-            total_loss += loss.to_scalar::<f32>()? as f64;
-            step += 1;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let total_loss = run.epoch(rows, steps_per_epoch, &mut rng)?;
         let mean = total_loss / steps_per_epoch.max(1) as f64;
-        let line = format!(
-            "pre-training epoch {epoch:>2}: masked-LM loss {mean:.4} | {:.0} texts/s",
-            rows.len() as f64 / started.elapsed().as_secs_f64()
-        );
-        if quiet {
-            tracing::info!("{line}");
-        } else {
-            eprintln!("{line}");
-        }
+        let texts_per_second = rows.len() as f64 / started.elapsed().as_secs_f64();
+        report_epoch(epoch, mean, texts_per_second, settings.quiet);
         losses.push(mean);
     }
     Ok(losses)
+}
+
+/// The encoder's parameters in name order (the pooler is not pre-trained),
+/// each with whether it takes weight decay (not biases nor LayerNorms).
+fn encoder_parameters(varmap: &VarMap) -> anyhow::Result<Vec<(Var, bool)>> {
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("parameter map poisoned"))?;
+    let mut named: Vec<(&String, &Var)> = vars
+        .iter()
+        .filter(|(n, _)| n.starts_with("bert.") && !n.contains("pooler"))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(named
+        .into_iter()
+        .map(|(n, v)| (v.clone(), !n.ends_with(".bias") && !n.contains("LayerNorm")))
+        .collect())
+}
+
+/// Prints (or, quiet, logs) one epoch's loss and speed.
+fn report_epoch(epoch: usize, mean_loss: f64, texts_per_second: f64, quiet: bool) {
+    let line = format!(
+        "pre-training epoch {epoch:>2}: masked-LM loss {mean_loss:.4} | {texts_per_second:.0} texts/s"
+    );
+    if quiet {
+        tracing::info!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// Pre-training's moving parts.
+struct Pretraining<'a> {
+    /// The network whose encoder learns.
+    net: &'a BertClassifier,
+    /// The prediction head, thrown away afterwards.
+    head: MlmHead,
+    /// Over the encoder's and the head's parameters.
+    optimizer: AdamW,
+    /// Warm-up over the first tenth of the steps, then linear decay.
+    schedule: LinearSchedule,
+    /// Seed, batch size, the special ids and quietness.
+    settings: PretrainSettings,
+    /// Vocabulary size (random replacements are drawn below it).
+    vocab: u32,
+    /// Where the tensors live (the CPU).
+    device: Device,
+    /// Steps taken so far, over all epochs.
+    step: usize,
+}
+
+/// One batch with some pieces hidden, laid out for the loss.
+struct MaskedBatch {
+    /// One dropout key per row.
+    keys: Vec<u64>,
+    /// The rows as the encoder sees them.
+    corrupted: Vec<Corrupted>,
+    /// The longest row's length.
+    width: usize,
+    /// Index of every hidden piece in the flattened `(rows × width)` positions.
+    positions: Vec<u32>,
+    /// The original id of each hidden piece.
+    targets: Vec<u32>,
+}
+
+impl Pretraining<'_> {
+    /// One pass over `rows` in length-bucketed batches; returns the sum of the batch losses.
+    fn epoch(
+        &mut self,
+        rows: &[Vec<u32>],
+        steps: usize,
+        rng: &mut SeededRng,
+    ) -> anyhow::Result<f64> {
+        let bar = if self.settings.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps as u64)
+        };
+        let mut total_loss = 0f64;
+        for batch in length_bucketed_batches(rows, self.settings.batch_size, rng) {
+            let masked = self.mask(rows, &batch);
+            if masked.positions.is_empty() {
+                continue;
+            }
+            let loss = self.loss(&masked)?;
+            self.optimizer
+                .step(&loss.backward()?, self.schedule.rate(self.step), 1.0)?;
+            total_loss += loss.to_scalar::<f32>()? as f64;
+            self.step += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(total_loss)
+    }
+
+    /// Hides pieces of each row of `batch`, under keys of this step and row.
+    fn mask(&self, rows: &[Vec<u32>], batch: &[usize]) -> MaskedBatch {
+        let step_key = mix(
+            self.settings.seed ^ Stream::PretrainStep.key(),
+            self.step as u64,
+        );
+        let keys: Vec<u64> = batch.iter().map(|&i| mix(step_key, i as u64)).collect();
+        let corrupted: Vec<Corrupted> = batch
+            .iter()
+            .zip(&keys)
+            .map(|(&i, &k)| corrupt(&rows[i], self.settings.mask_id, self.vocab, k))
+            .collect();
+        let width = corrupted.iter().map(|c| c.ids.len()).max().unwrap_or(1);
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        for (r, c) in corrupted.iter().enumerate() {
+            for &(p, original) in &c.targets {
+                positions.push((r * width + p) as u32);
+                targets.push(original);
+            }
+        }
+        MaskedBatch {
+            keys,
+            corrupted,
+            width,
+            positions,
+            targets,
+        }
+    }
+
+    /// Cross-entropy of the head's predictions of the hidden pieces.
+    fn loss(&self, masked: &MaskedBatch) -> anyhow::Result<Tensor> {
+        let device = &self.device;
+        let refs: Vec<&[u32]> = masked.corrupted.iter().map(|c| c.ids.as_slice()).collect();
+        let tokens = TokenBatch::from_rows(&refs, self.settings.pad_id, device)?;
+        let hidden = self.net.encode(&tokens, DropoutMode::On(&masked.keys))?;
+        let h = hidden.dim(D::Minus1)?;
+        let picked = hidden
+            .reshape((refs.len() * masked.width, h))?
+            .index_select(&Tensor::new(masked.positions.as_slice(), device)?, 0)?;
+        let scores = self.head.forward(&picked, self.net.word_embeddings())?;
+        let targets = Tensor::new(masked.targets.as_slice(), device)?;
+        Ok(candle_nn::loss::cross_entropy(&scores, &targets)?)
+    }
 }
 
 #[cfg(test)]
