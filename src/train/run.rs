@@ -92,6 +92,83 @@ pub(super) fn layer_lr_scale(name: &str, layers: usize, decay: f64) -> f64 {
     decay.powi(depth as i32)
 }
 
+/// Where the optimisation stands: its schedule and what it has done.
+struct Progress {
+    /// The learning rate of each step.
+    schedule: LinearSchedule,
+    /// Batches per epoch.
+    steps_per_epoch: usize,
+    /// Steps taken, over all epochs.
+    step: usize,
+    /// Examples optimised on, over all epochs.
+    examples: usize,
+    /// Seconds spent optimising (measuring excluded).
+    seconds: f64,
+}
+
+impl Progress {
+    /// Nothing done yet over `examples` training examples: warm-up over
+    /// the first `warmup_fraction` of the steps, then linear decay.
+    fn new(opt: &Optimisation, examples: usize) -> Self {
+        let steps_per_epoch = examples.div_ceil(opt.batch_size);
+        let total_steps = steps_per_epoch * opt.epochs;
+        Self {
+            schedule: LinearSchedule {
+                peak: opt.learning_rate,
+                warmup_steps: (total_steps as f64 * opt.warmup_fraction).round() as usize,
+                total_steps,
+            },
+            steps_per_epoch,
+            step: 0,
+            examples: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// The best epoch so far: its validation figures and weights.
+struct Best {
+    /// Validation loss.
+    loss: f64,
+    /// Validation accuracy.
+    accuracy: f64,
+    /// 1-based epoch (0: none yet).
+    epoch: usize,
+    /// The weights after it (`None`: none yet).
+    weights: Option<HashMap<String, Tensor>>,
+}
+
+impl Best {
+    /// Before the first epoch: any epoch beats it.
+    fn none() -> Self {
+        Self {
+            loss: f64::INFINITY,
+            accuracy: -1.0,
+            epoch: 0,
+            weights: None,
+        }
+    }
+
+    /// `point`'s epoch, with the weights it ended with.
+    fn at(point: &EpochPoint, weights: HashMap<String, Tensor>) -> Self {
+        Self {
+            loss: point.val_loss,
+            accuracy: point.val_accuracy,
+            epoch: point.epoch,
+            weights: Some(weights),
+        }
+    }
+
+    /// Whether `point` improves on it: lower validation loss by more than
+    /// 1e-4, or higher validation accuracy.
+    fn is_beaten_by(&self, point: &EpochPoint, select_by: Selection) -> bool {
+        match select_by {
+            Selection::Loss => point.val_loss < self.loss - 1e-4,
+            Selection::Accuracy => point.val_accuracy > self.accuracy,
+        }
+    }
+}
+
 /// One training run's moving parts.
 pub(super) struct Run<'a> {
     varmap: &'a VarMap,
@@ -164,89 +241,104 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Trains epoch by epoch, measuring each, until the epochs run out or
+    /// the validation score stops improving; leaves the best weights in place.
     pub(super) fn fit(&mut self, train: &EncodedSet, val: &EncodedSet) -> anyhow::Result<Fitted> {
         let opt = self.settings.optimisation;
-        let steps_per_epoch = train.len().div_ceil(opt.batch_size);
-        let total_steps = steps_per_epoch * opt.epochs;
-        let schedule = LinearSchedule {
-            peak: opt.learning_rate,
-            warmup_steps: (total_steps as f64 * opt.warmup_fraction).round() as usize,
-            total_steps,
-        };
+        let mut progress = Progress::new(&opt, train.len());
         let mut rng = SeededRng::new(Stream::Batches.of(opt.seed));
         let mut history = Vec::new();
-        let (mut best_loss, mut best_accuracy, mut best_epoch, mut best) =
-            (f64::INFINITY, -1.0, 0, None);
-        let (mut step, mut examples, mut seconds) = (0usize, 0usize, 0f64);
+        let mut best = Best::none();
         for epoch in 1..=opt.epochs {
-            let bar = self.progress_bar(epoch, steps_per_epoch);
-            let started = Instant::now();
-            let batches = length_bucketed_batches(&train.rows, opt.batch_size, &mut rng);
-            let mut running = 0f64;
-            for (i, batch) in batches.iter().enumerate() {
-                let lr = schedule.rate(step);
-                let loss = self.step(train, batch, lr, mix(opt.seed, step as u64))?;
-                running += loss;
-                step += 1;
-                examples += batch.len();
-                bar.inc(1);
-                bar.set_message(format!("loss {:.4} lr {lr:.2e}", running / (i + 1) as f64));
-            }
-            seconds += started.elapsed().as_secs_f64();
-            bar.finish_and_clear();
+            self.train_epoch(epoch, train, &mut rng, &mut progress)?;
             // With averaging, the averaged weights are measured (and kept when
             // best); the optimiser's own weights come back for the next epoch.
-            let averaged = match &self.ema {
-                Some(ema) => Some(ema.averaged()?),
-                None => None,
-            };
-            let current = match &averaged {
-                Some(avg) => {
-                    let current = tensors_of(self.varmap)?;
-                    self.restore(avg)?;
-                    Some(current)
-                }
-                None => None,
-            };
-            let (train_loss, train_accuracy) = self.measure(train)?;
-            let (val_loss, val_accuracy) = self.measure(val)?;
-            let point = EpochPoint {
-                epoch,
-                train_loss,
-                val_loss,
-                train_accuracy,
-                val_accuracy,
-            };
-            let improved = match opt.select_by {
-                Selection::Loss => val_loss < best_loss - 1e-4,
-                Selection::Accuracy => val_accuracy > best_accuracy,
-            };
-            self.report_epoch(&point, examples as f64 / seconds, improved);
-            history.push(point);
+            let current = self.swap_in_averaged()?;
+            let point = self.measure_epoch(epoch, train, val)?;
+            let improved = best.is_beaten_by(&point, opt.select_by);
+            let examples_per_second = progress.examples as f64 / progress.seconds;
+            self.report_epoch(&point, examples_per_second, improved);
             if improved {
-                (best_loss, best_accuracy, best_epoch) = (val_loss, val_accuracy, epoch);
-                best = Some(tensors_of(self.varmap)?);
+                best = Best::at(&point, tensors_of(self.varmap)?);
             }
+            history.push(point);
             if let Some(current) = &current {
                 self.restore(current)?;
             }
-            if !improved && epoch - best_epoch >= opt.patience {
+            if !improved && epoch - best.epoch >= opt.patience {
                 tracing::info!(
                     epoch,
-                    best_epoch,
+                    best_epoch = best.epoch,
                     "early stopping: the validation {} stopped improving",
                     opt.select_by.describe()
                 );
                 break;
             }
         }
-        if let Some(best) = best {
-            self.restore(&best)?;
+        if let Some(weights) = &best.weights {
+            self.restore(weights)?;
         }
         Ok(Fitted {
             history,
-            best_epoch,
-            examples_per_second: examples as f64 / seconds.max(1e-9),
+            best_epoch: best.epoch,
+            examples_per_second: progress.examples as f64 / progress.seconds.max(1e-9),
+        })
+    }
+
+    /// One pass over the training set in length-bucketed batches.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        train: &EncodedSet,
+        rng: &mut SeededRng,
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
+        let opt = self.settings.optimisation;
+        let bar = self.progress_bar(epoch, progress.steps_per_epoch);
+        let started = Instant::now();
+        let batches = length_bucketed_batches(&train.rows, opt.batch_size, rng);
+        let mut running = 0f64;
+        for (i, batch) in batches.iter().enumerate() {
+            let lr = progress.schedule.rate(progress.step);
+            let loss = self.step(train, batch, lr, mix(opt.seed, progress.step as u64))?;
+            running += loss;
+            progress.step += 1;
+            progress.examples += batch.len();
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4} lr {lr:.2e}", running / (i + 1) as f64));
+        }
+        progress.seconds += started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// With averaging, puts the averaged weights in place and returns the
+    /// optimiser's own, to restore after measuring; `None` without.
+    fn swap_in_averaged(&self) -> anyhow::Result<Option<HashMap<String, Tensor>>> {
+        let Some(ema) = &self.ema else {
+            return Ok(None);
+        };
+        let averaged = ema.averaged()?;
+        let current = tensors_of(self.varmap)?;
+        self.restore(&averaged)?;
+        Ok(Some(current))
+    }
+
+    /// Loss and accuracy on both sets after `epoch`.
+    fn measure_epoch(
+        &self,
+        epoch: usize,
+        train: &EncodedSet,
+        val: &EncodedSet,
+    ) -> anyhow::Result<EpochPoint> {
+        let (train_loss, train_accuracy) = self.measure(train)?;
+        let (val_loss, val_accuracy) = self.measure(val)?;
+        Ok(EpochPoint {
+            epoch,
+            train_loss,
+            val_loss,
+            train_accuracy,
+            val_accuracy,
         })
     }
 
