@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::temperature::fit_temperature;
 use super::{Fitted, TrainOutcome, TrainSettings};
 use crate::charts::{self, EpochPoint};
-use crate::data::Splits;
-use crate::model::{self, Classifier};
+use crate::data::{Example, Splits};
+use crate::model::{self, BertConfig, Classifier};
 use crate::uncertainty::calibration::{self, CalibrationSettings, ConformalRow};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
@@ -74,64 +74,19 @@ pub fn finish(
     fitted: Fitted,
 ) -> anyhow::Result<TrainOutcome> {
     let mut classifier = Classifier::load(dir)?;
-    let val_targets = targets(&classifier, &splits.val)?;
-    let val_texts: Vec<String> = splits.val.iter().map(|e| e.text.clone()).collect();
-    let val_logits = predict_all(&classifier, &val_texts, 0, EVAL_SEED)?.logits;
-    let temperature = fit_temperature(&val_logits, &val_targets);
+    let temperature = fit_temperature_on(&classifier, &splits.val)?;
     classifier.config.candor.temperature = temperature;
     model::write_config(dir, &classifier.config)?;
 
     let mc = settings.mc_samples;
     let train = evaluate(&classifier, &splits.train, 0, EVAL_SEED)?;
     let val = evaluate(&classifier, &splits.val, mc, EVAL_SEED)?;
-    let held_out = if splits.test.is_empty() {
-        &splits.val
-    } else {
-        &splits.test
-    };
-    let held_out_targets = targets(&classifier, held_out)?;
-    let texts: Vec<String> = held_out.iter().map(|e| e.text.clone()).collect();
-    let held_out_outputs = predict_all(&classifier, &texts, mc, EVAL_SEED)?;
-    let test = report(&held_out_outputs, &held_out_targets, &classifier.labels, mc);
-    let mut conformal = Vec::new();
-    if !splits.calibration.is_empty() {
-        let calibrating = CalibrationSettings {
-            mc_samples: mc,
-            seed: EVAL_SEED,
-            top_layers: 1,
-            neighbours: None,
-        };
-        let mut fitted = calibration::fit(
-            &classifier,
-            &splits.calibration,
-            Some(&splits.train),
-            &calibrating,
-        )?;
-        fitted.abstention = settings.abstention.clone();
-        fitted.save(dir)?;
-        conformal.extend(calibration::conformal_rows(
-            "temperature-scaled",
-            &fitted.deterministic,
-            &held_out_outputs.calibrated,
-            &held_out_targets,
-        ));
-        if let (Some(scores), Some(p)) = (&fitted.full, &held_out_outputs.mc_dropout) {
-            conformal.extend(calibration::conformal_rows(
-                "MC full",
-                scores,
-                p,
-                &held_out_targets,
-            ));
-        }
-    }
+    let held_out = HeldOut::predict(&classifier, splits, mc)?;
+    let test = report(&held_out.outputs, &held_out.targets, &classifier.labels, mc);
+    let conformal = calibrate(dir, &classifier, splits, settings, &held_out)?;
     let metrics = TrainingMetrics {
         labels: classifier.labels.clone(),
-        examples: SplitSizes {
-            train: splits.train.len(),
-            val: splits.val.len(),
-            calibration: splits.calibration.len(),
-            test: splits.test.len(),
-        },
+        examples: SplitSizes::of(splits),
         epochs_run: fitted.history.len(),
         best_epoch: fitted.best_epoch,
         history: fitted.history.clone(),
@@ -146,7 +101,7 @@ pub fn finish(
     let path = dir.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
-    draw_pictures(dir, &held_out_outputs, &held_out_targets, &metrics)?;
+    draw_pictures(dir, &held_out.outputs, &held_out.targets, &metrics)?;
     let card = dir.join("README.md");
     std::fs::write(&card, model_card(&classifier, settings, &metrics))
         .with_context(|| format!("writing {}", card.display()))?;
@@ -158,6 +113,95 @@ pub fn finish(
     })
 }
 
+impl SplitSizes {
+    /// The sizes of `splits`.
+    fn of(splits: &Splits) -> Self {
+        Self {
+            train: splits.train.len(),
+            val: splits.val.len(),
+            calibration: splits.calibration.len(),
+            test: splits.test.len(),
+        }
+    }
+}
+
+/// The temperature that minimises the NLL of the validation split.
+fn fit_temperature_on(classifier: &Classifier, val: &[Example]) -> anyhow::Result<f64> {
+    let targets = targets(classifier, val)?;
+    let texts: Vec<String> = val.iter().map(|e| e.text.clone()).collect();
+    let logits = predict_all(classifier, &texts, 0, EVAL_SEED)?.logits;
+    Ok(fit_temperature(&logits, &targets))
+}
+
+/// The predictors' outputs on the held-out split: the test split, or the
+/// validation split when there is no test split.
+struct HeldOut {
+    /// Class index of each example's label.
+    targets: Vec<usize>,
+    /// Every predictor's probabilities.
+    outputs: PredictorOutputs,
+}
+
+impl HeldOut {
+    /// Runs the predictors (MC dropout with `mc` samples) over the held-out split.
+    fn predict(classifier: &Classifier, splits: &Splits, mc: usize) -> anyhow::Result<Self> {
+        let held_out = if splits.test.is_empty() {
+            &splits.val
+        } else {
+            &splits.test
+        };
+        let targets = targets(classifier, held_out)?;
+        let texts: Vec<String> = held_out.iter().map(|e| e.text.clone()).collect();
+        let outputs = predict_all(classifier, &texts, mc, EVAL_SEED)?;
+        Ok(Self { targets, outputs })
+    }
+}
+
+/// With a calibration split: fits and saves `calibration.json` (with the
+/// training's abstention policy) and measures its conformal sets on the
+/// held-out split. Nothing without one.
+fn calibrate(
+    dir: &Path,
+    classifier: &Classifier,
+    splits: &Splits,
+    settings: &TrainSettings,
+    held_out: &HeldOut,
+) -> anyhow::Result<Vec<ConformalRow>> {
+    if splits.calibration.is_empty() {
+        return Ok(Vec::new());
+    }
+    let calibrating = CalibrationSettings {
+        mc_samples: settings.mc_samples,
+        seed: EVAL_SEED,
+        top_layers: 1,
+        neighbours: None,
+    };
+    let mut fitted = calibration::fit(
+        classifier,
+        &splits.calibration,
+        Some(&splits.train),
+        &calibrating,
+    )?;
+    fitted.abstention = settings.abstention.clone();
+    fitted.save(dir)?;
+    let mut conformal = calibration::conformal_rows(
+        "temperature-scaled",
+        &fitted.deterministic,
+        &held_out.outputs.calibrated,
+        &held_out.targets,
+    );
+    if let (Some(scores), Some(p)) = (&fitted.full, &held_out.outputs.mc_dropout) {
+        conformal.extend(calibration::conformal_rows(
+            "MC full",
+            scores,
+            p,
+            &held_out.targets,
+        ));
+    }
+    Ok(conformal)
+}
+
+/// `training_curves.png`, and `reliability.png` of each predictor on the held-out split.
 fn draw_pictures(
     dir: &Path,
     outputs: &PredictorOutputs,
@@ -200,8 +244,9 @@ fn draw_pictures(
     Ok(())
 }
 
+/// The model card `README.md`: what the model is, its data and command,
+/// its architecture and its figures.
 fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMetrics) -> String {
-    let c = &classifier.config;
     let mut s = String::new();
     let name = settings
         .out
@@ -225,6 +270,20 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
         m.examples.test
     );
     let _ = writeln!(s, "## Command\n\n```\n{}\n```\n", m.command);
+    architecture_section(&mut s, &classifier.config, m);
+    metrics_section(&mut s, m);
+    if !m.conformal.is_empty() {
+        conformal_section(&mut s, m);
+    }
+    let _ = writeln!(
+        s,
+        "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)"
+    );
+    s
+}
+
+/// The card's sizes, dropout rates and how training went.
+fn architecture_section(s: &mut String, c: &BertConfig, m: &TrainingMetrics) {
     let _ = writeln!(s, "## Architecture\n");
     let _ = writeln!(
         s,
@@ -232,6 +291,10 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
         c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.vocab_size, c.candor.max_length,
         c.hidden_dropout_prob, c.attention_probs_dropout_prob, c.classifier_dropout_rate(), m.best_epoch, m.epochs_run, m.temperature, m.train_examples_per_second
     );
+}
+
+/// The card's table of each predictor's figures on each split.
+fn metrics_section(s: &mut String, m: &TrainingMetrics) {
     let _ = writeln!(s, "## Metrics\n");
     let _ = writeln!(s, "| split | predictor | accuracy | macro-F1 | NLL | Brier | ECE |\n|---|---|---|---|---|---|---|");
     for (split, report) in [
@@ -258,24 +321,21 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
             );
         }
     }
-    if !m.conformal.is_empty() {
-        let _ = writeln!(s, "\nConformal prediction sets on the test split, calibrated on the {} calibration examples (`calibration.json`):\n", m.examples.calibration);
-        let _ = writeln!(s, "| predictor | alpha | coverage | mean set size | single-label sets |\n|---|---|---|---|---|");
-        for r in &m.conformal {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.2}% | {:.3} | {:.1}% |",
-                r.predictor,
-                r.alpha,
-                r.coverage * 100.0,
-                r.mean_set_size,
-                r.singletons * 100.0
-            );
-        }
+}
+
+/// The card's table of the conformal sets on the test split.
+fn conformal_section(s: &mut String, m: &TrainingMetrics) {
+    let _ = writeln!(s, "\nConformal prediction sets on the test split, calibrated on the {} calibration examples (`calibration.json`):\n", m.examples.calibration);
+    let _ = writeln!(s, "| predictor | alpha | coverage | mean set size | single-label sets |\n|---|---|---|---|---|");
+    for r in &m.conformal {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2}% | {:.3} | {:.1}% |",
+            r.predictor,
+            r.alpha,
+            r.coverage * 100.0,
+            r.mean_set_size,
+            r.singletons * 100.0
+        );
     }
-    let _ = writeln!(
-        s,
-        "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)"
-    );
-    s
 }
