@@ -14,9 +14,10 @@ use crate::data::{Example, Splits};
 use crate::model::{self, BertConfig, Classifier};
 use crate::uncertainty::calibration::{self, CalibrationSettings, ConformalRow};
 use crate::uncertainty::evaluate::{
-    evaluate, predict_all, report, targets, EvalReport, PredictorOutputs,
+    evaluate, predict_all, report, targets, EvalReport, PredictorOutputs, PREDICTORS,
 };
 use crate::uncertainty::metrics::{reliability_points, ECE_BINS};
+use crate::uncertainty::{Predictor, SamplingMode};
 
 /// The contents of `metrics.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,9 +43,9 @@ pub struct TrainingMetrics {
     /// Metrics on the held-out test split.
     pub test: EvalReport,
     /// Conformal sets on the test split, calibrated on the calibration split
-    /// (empty without one).
+    /// (empty without one), each named by its [`Predictor::metrics_key`].
     #[serde(default)]
-    pub conformal: Vec<ConformalRow>,
+    pub conformal: Vec<ConformalRow<String>>,
     /// The command that trained the model.
     pub command: String,
 }
@@ -166,7 +167,7 @@ fn calibrate(
     splits: &Splits,
     settings: &TrainSettings,
     held_out: &HeldOut,
-) -> anyhow::Result<Vec<ConformalRow>> {
+) -> anyhow::Result<Vec<ConformalRow<String>>> {
     if splits.calibration.is_empty() {
         return Ok(Vec::new());
     }
@@ -184,19 +185,25 @@ fn calibrate(
     )?;
     fitted.abstention = settings.abstention.clone();
     fitted.save(dir)?;
-    let mut conformal = calibration::conformal_rows(
-        "temperature-scaled",
-        &fitted.deterministic,
-        &held_out.outputs.calibrated,
-        &held_out.targets,
-    );
-    if let (Some(scores), Some(p)) = (&fitted.full, &held_out.outputs.mc_dropout) {
-        conformal.extend(calibration::conformal_rows(
-            "MC full",
-            scores,
-            p,
-            &held_out.targets,
-        ));
+    // The temperature-scaled model's scores are the calibration's deterministic ones.
+    let calibrated = [
+        (Predictor::TemperatureScaled, None),
+        (
+            Predictor::McDropout(SamplingMode::Full),
+            Some(SamplingMode::Full),
+        ),
+    ];
+    let mut conformal = Vec::new();
+    for (predictor, mode) in calibrated {
+        let probabilities = held_out.outputs.of(predictor);
+        if let (Some(scores), Some(p)) = (fitted.scores(mode), probabilities) {
+            conformal.extend(calibration::conformal_rows(
+                predictor.metrics_key(),
+                scores,
+                p,
+                &held_out.targets,
+            ));
+        }
     }
     Ok(conformal)
 }
@@ -217,25 +224,22 @@ fn draw_pictures(
         &format!("{name}: training curves"),
         &metrics.history,
     )?;
-    let det = reliability_points(&outputs.deterministic, y, ECE_BINS);
-    let cal = reliability_points(&outputs.calibrated, y, ECE_BINS);
-    let det_name = format!("deterministic (ECE {:.3})", metrics.test.deterministic.ece);
-    let cal_name = format!(
-        "temperature {:.2} (ECE {:.3})",
-        metrics.temperature, metrics.test.temperature_scaled.ece
-    );
-    let mut series: Vec<(&str, &[(f64, f64)])> =
-        vec![(det_name.as_str(), &det), (cal_name.as_str(), &cal)];
-    let mc_bins;
-    let mc_name;
-    if let (Some(p), Some(report)) = (&outputs.mc_dropout, &metrics.test.mc_dropout) {
-        mc_bins = reliability_points(p, y, ECE_BINS);
-        mc_name = format!(
-            "MC dropout T={} (ECE {:.3})",
-            metrics.test.mc_samples, report.ece
-        );
-        series.push((mc_name.as_str(), &mc_bins));
-    }
+    let points: Vec<(String, Vec<(f64, f64)>)> = PREDICTORS
+        .into_iter()
+        .filter_map(|predictor| {
+            let probabilities = outputs.of(predictor)?;
+            let report = metrics.test.of(predictor)?;
+            let label = predictor.legend_label(metrics.test.mc_samples, metrics.temperature);
+            Some((
+                format!("{label} (ECE {:.3})", report.ece),
+                reliability_points(probabilities, y, ECE_BINS),
+            ))
+        })
+        .collect();
+    let series: Vec<(&str, &[(f64, f64)])> = points
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_slice()))
+        .collect();
     charts::reliability_diagram(
         &dir.join("reliability.png"),
         &format!("{name}: reliability on the test split"),
@@ -302,17 +306,14 @@ fn metrics_section(s: &mut String, m: &TrainingMetrics) {
         ("validation", &m.val),
         ("test", &m.test),
     ] {
-        let mut rows = vec![
-            ("deterministic".to_string(), &report.deterministic),
-            ("temperature-scaled".to_string(), &report.temperature_scaled),
-        ];
-        if let Some(mc) = &report.mc_dropout {
-            rows.push((format!("MC dropout (T={})", report.mc_samples), mc));
-        }
-        for (predictor, r) in rows {
+        for predictor in PREDICTORS {
+            let Some(r) = report.of(predictor) else {
+                continue;
+            };
             let _ = writeln!(
                 s,
-                "| {split} | {predictor} | {:.2}% | {:.4} | {:.4} | {:.4} | {:.4} |",
+                "| {split} | {} | {:.2}% | {:.4} | {:.4} | {:.4} | {:.4} |",
+                predictor.card_label(report.mc_samples),
                 r.accuracy * 100.0,
                 r.macro_f1,
                 r.nll,

@@ -29,7 +29,7 @@ use super::evaluate::{feature_distances, fit_feature_distance, targets, EvalErro
 use super::feature_distance::FeatureDistance;
 use super::neighbours::{percentile, NeighbourCalibration, NeighbourSettings};
 use super::selective::{smallest_count_reaching, Score};
-use super::{sample_probabilities, summarize, McSummary, SamplingMode};
+use super::{sample_probabilities, summarize, McSummary, Predictor, SamplingMode};
 use crate::data::Example;
 use crate::model::{softmax, Classifier};
 
@@ -373,10 +373,14 @@ pub fn fit(
 pub const REPORTED_ALPHAS: [f64; 3] = [0.05, 0.1, 0.2];
 
 /// How conformal sets at one alpha did on labelled examples.
+///
+/// `candor eval`'s report names the predictor as a [`Predictor`]; training's
+/// `metrics.json` by its [`Predictor::metrics_key`] (`temperature-scaled`,
+/// `MC full`), a spelling of its own that shipped models already carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConformalRow {
-    /// The predictor: `temperature-scaled`, `MC full` or `MC head`.
-    pub predictor: String,
+pub struct ConformalRow<P = Predictor> {
+    /// The predictor.
+    pub predictor: P,
     /// Miscoverage asked for; the guarantee is coverage ≥ 1 − alpha.
     pub alpha: f64,
     /// The nonconformity threshold from the calibration split.
@@ -390,12 +394,12 @@ pub struct ConformalRow {
 }
 
 /// Conformal sets of `probabilities` at each reported alpha, measured against `targets`.
-pub fn conformal_rows(
-    predictor: &str,
+pub fn conformal_rows<P: Clone>(
+    predictor: P,
     scores: &CalibrationScores,
     probabilities: &[Vec<f32>],
     targets: &[usize],
-) -> Vec<ConformalRow> {
+) -> Vec<ConformalRow<P>> {
     REPORTED_ALPHAS
         .iter()
         .filter_map(|&alpha| {
@@ -411,7 +415,7 @@ pub fn conformal_rows(
                 sets.iter().filter(|s| s.len() == 1).count() as f64 / sets.len() as f64
             };
             Some(ConformalRow {
-                predictor: predictor.to_string(),
+                predictor: predictor.clone(),
                 alpha,
                 threshold,
                 coverage,

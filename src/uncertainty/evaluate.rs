@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::feature_distance::FeatureDistance;
 use super::metrics::{classification_report, ClassificationReport};
-use super::{sample_probabilities, summarize, PassBudget, SamplingMode};
+use super::{sample_probabilities, summarize, PassBudget, Predictor, SamplingMode};
 use crate::data::Example;
 use crate::model::{softmax, Classifier, ModelError, Representation, TokenizerError};
 
@@ -43,6 +43,13 @@ pub enum EvalError {
     Reference(String),
 }
 
+/// The three predictors evaluated here, in the order they are reported.
+pub const PREDICTORS: [Predictor; 3] = [
+    Predictor::Deterministic,
+    Predictor::TemperatureScaled,
+    Predictor::McDropout(SamplingMode::Full),
+];
+
 /// Probabilities of the three predictors on the same examples.
 #[derive(Debug, Clone)]
 pub struct PredictorOutputs {
@@ -54,6 +61,19 @@ pub struct PredictorOutputs {
     pub mc_dropout: Option<Vec<Vec<f32>>>,
     /// The raw logits (for fitting a temperature).
     pub logits: Vec<Vec<f32>>,
+}
+
+impl PredictorOutputs {
+    /// The probabilities of `predictor`: `None` for MC dropout when not
+    /// sampled, and for every predictor but those of [`PREDICTORS`].
+    pub fn of(&self, predictor: Predictor) -> Option<&[Vec<f32>]> {
+        match predictor {
+            Predictor::Deterministic => Some(&self.deterministic),
+            Predictor::TemperatureScaled => Some(&self.calibrated),
+            Predictor::McDropout(SamplingMode::Full) => self.mc_dropout.as_deref(),
+            Predictor::McDropout(_) => None,
+        }
+    }
 }
 
 /// Metrics of the three predictors on one set of examples.
@@ -68,6 +88,19 @@ pub struct EvalReport {
     pub mc_dropout: Option<ClassificationReport>,
     /// Samples per input for MC dropout (0 when not sampled).
     pub mc_samples: usize,
+}
+
+impl EvalReport {
+    /// The metrics of `predictor`: `None` for MC dropout when not sampled,
+    /// and for every predictor but those of [`PREDICTORS`].
+    pub fn of(&self, predictor: Predictor) -> Option<&ClassificationReport> {
+        match predictor {
+            Predictor::Deterministic => Some(&self.deterministic),
+            Predictor::TemperatureScaled => Some(&self.temperature_scaled),
+            Predictor::McDropout(SamplingMode::Full) => self.mc_dropout.as_ref(),
+            Predictor::McDropout(_) => None,
+        }
+    }
 }
 
 /// Class indices of examples' labels under the model's label order.

@@ -15,12 +15,15 @@ pub mod evaluate;
 pub mod feature_distance;
 pub mod metrics;
 pub mod neighbours;
+pub mod predictor;
 pub mod report;
 pub mod selective;
 #[cfg(test)]
 mod test_support;
 
 use serde::{Deserialize, Serialize};
+
+pub use predictor::Predictor;
 
 use crate::model::{softmax, Classifier, DropoutMode, LowerPass, ModelError};
 use crate::rng::mix;

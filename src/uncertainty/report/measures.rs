@@ -4,14 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::predictors::{predictor_name, Predictions};
+use super::predictors::Predictions;
 use super::OodSet;
 use crate::uncertainty::calibration::{conformal_rows, Calibration, ConformalRow};
 use crate::uncertainty::metrics::{
     adaptive_calibration_error, classification_report, ClassificationReport, ECE_BINS,
 };
 use crate::uncertainty::selective::{aupr, aurc, auroc, fpr_at_tpr, risk_at_coverage, Score};
-use crate::uncertainty::{summarize, McSummary, SamplingMode};
+use crate::uncertainty::{summarize, McSummary, Predictor, SamplingMode};
 
 /// Selective prediction under one score.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,8 +44,9 @@ pub struct OodRow {
 /// Everything measured of one predictor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PredictorReport {
-    /// `deterministic`, `temperature`, `mc_full`, `mc_head` or `mc_topK`.
-    pub name: String,
+    /// The predictor (`"name"` in JSON).
+    #[serde(rename = "name")]
+    pub predictor: Predictor,
     /// Accuracy, macro-F1, NLL, Brier, ECE, per class, confusion.
     pub metrics: ClassificationReport,
     /// ECE over equal-count bins.
@@ -81,7 +82,7 @@ pub(super) fn measure(
 ) -> PredictorReport {
     let means = p.means();
     PredictorReport {
-        name: p.name.to_string(),
+        predictor: p.predictor,
         metrics: classification_report(&means, targets, labels),
         adaptive_ece: adaptive_calibration_error(&means, targets, ECE_BINS),
         selective: selective_rows(p, &p.correct(targets)),
@@ -176,15 +177,20 @@ pub(super) fn conformal(
     let sampled = [Some(SamplingMode::Full), Some(SamplingMode::Head), top]
         .into_iter()
         .flatten()
-        .map(|m| (predictor_name(m), Some(m)));
+        .map(|m| (Predictor::McDropout(m), Some(m)));
     let mut rows = Vec::new();
-    for (name, mode) in [("temperature".to_string(), None)]
+    for (predictor, mode) in [(Predictor::TemperatureScaled, None)]
         .into_iter()
         .chain(sampled)
     {
-        let predictions = all.iter().find(|a| a.name == name);
+        let predictions = all.iter().find(|a| a.predictor == predictor);
         if let (Some(predictions), Some(scores)) = (predictions, calibration.scores(mode)) {
-            rows.extend(conformal_rows(&name, scores, &predictions.means(), targets));
+            rows.extend(conformal_rows(
+                predictor,
+                scores,
+                &predictions.means(),
+                targets,
+            ));
         }
     }
     rows
@@ -209,12 +215,12 @@ mod tests {
     }
 
     /// A deterministic predictor whose mean on each example is `[p, 1 - p]`.
-    fn deterministic(name: &str, first: &[f32], ood: &[&[f32]]) -> Predictions {
+    fn deterministic(predictor: Predictor, first: &[f32], ood: &[&[f32]]) -> Predictions {
         let summaries = |ps: &[f32]| -> Vec<McSummary> {
             ps.iter().map(|&p| summarize(&[vec![p, 1.0 - p]])).collect()
         };
         Predictions {
-            name: name.into(),
+            predictor,
             sampled: false,
             labelled: summaries(first),
             ood: ood.iter().map(|set| summaries(set)).collect(),
@@ -231,9 +237,9 @@ mod tests {
 
     #[test]
     fn accuracy_counts_the_examples_whose_most_probable_class_is_the_target() {
-        let p = deterministic("deterministic", &[0.9, 0.2, 0.6, 0.3], &[]);
+        let p = deterministic(Predictor::Deterministic, &[0.9, 0.2, 0.6, 0.3], &[]);
         let report = measure(&p, &[0, 1, 1, 0], &labels(), &[]);
-        assert_eq!(report.name, "deterministic");
+        assert_eq!(report.predictor.to_string(), "deterministic");
         assert_eq!(report.metrics.examples, 4);
         assert_close(report.metrics.accuracy, 0.5);
         assert_close(report.seconds, 0.25);
@@ -244,7 +250,7 @@ mod tests {
         // Two of three samples favour "no", but the mean favours "yes" at 0.6.
         let samples = [vec![1.0, 0.0], vec![0.4, 0.6], vec![0.4, 0.6]];
         let p = Predictions {
-            name: "mc_full".into(),
+            predictor: Predictor::McDropout(SamplingMode::Full),
             sampled: true,
             labelled: vec![summarize(&samples)],
             ood: Vec::new(),
@@ -257,7 +263,7 @@ mod tests {
 
     #[test]
     fn mutual_information_ranks_only_the_sampled_predictors() {
-        let mut p = deterministic("deterministic", &[0.9, 0.2], &[&[0.5]]);
+        let mut p = deterministic(Predictor::Deterministic, &[0.9, 0.2], &[&[0.5]]);
         let scores =
             |r: &PredictorReport| -> Vec<Score> { r.selective.iter().map(|s| s.score).collect() };
         let report = measure(&p, &[0, 1], &labels(), &[set("spam")]);
@@ -277,7 +283,11 @@ mod tests {
     #[test]
     fn selective_rows_keep_the_most_confident_examples_first() {
         // By confidence: right, right, wrong, right, wrong.
-        let p = deterministic("deterministic", &[0.95, 0.85, 0.75, 0.65, 0.55], &[]);
+        let p = deterministic(
+            Predictor::Deterministic,
+            &[0.95, 0.85, 0.75, 0.65, 0.55],
+            &[],
+        );
         let report = measure(&p, &[0, 0, 1, 0, 1], &labels(), &[]);
         let row = &report.selective[0];
         assert_eq!(row.score, Score::MaxProbability);
@@ -289,7 +299,11 @@ mod tests {
 
     #[test]
     fn an_ood_set_less_confident_than_the_labelled_data_is_separated_perfectly() {
-        let p = deterministic("deterministic", &[0.95, 0.9, 0.85], &[&[0.55, 0.6]]);
+        let p = deterministic(
+            Predictor::Deterministic,
+            &[0.95, 0.9, 0.85],
+            &[&[0.55, 0.6]],
+        );
         let report = measure(&p, &[0, 0, 0], &labels(), &[set("spam")]);
         let row = &report.ood[0];
         assert_eq!(
@@ -315,7 +329,10 @@ mod tests {
     fn conformal_sets_are_measured_for_the_predictors_the_calibration_scored() {
         let first: Vec<f32> = (0..40).map(|i| 0.55 + 0.01 * i as f32).collect();
         let targets = vec![0; first.len()];
-        let scores = CalibrationScores::new(&deterministic("c", &first, &[]).labelled, &targets);
+        let scores = CalibrationScores::new(
+            &deterministic(Predictor::Deterministic, &first, &[]).labelled,
+            &targets,
+        );
         let calibration = Calibration {
             examples: first.len(),
             mc_samples: 3,
@@ -338,10 +355,10 @@ mod tests {
             "mc_top1",
         ]
         .into_iter()
-        .map(|name| deterministic(name, &first, &[]))
+        .map(|name| deterministic(name.parse().unwrap(), &first, &[]))
         .collect();
         let rows = conformal(&calibration, &all, &targets);
-        let mut names: Vec<&str> = rows.iter().map(|r| r.predictor.as_str()).collect();
+        let mut names: Vec<String> = rows.iter().map(|r| r.predictor.to_string()).collect();
         names.dedup();
         assert_eq!(names, ["temperature", "mc_head"]);
     }

@@ -10,6 +10,7 @@ use super::{OodSet, UncertaintyReport};
 use crate::charts::{self, ChartError};
 use crate::uncertainty::metrics::{reliability_points, ECE_BINS};
 use crate::uncertainty::selective::{risk_coverage_curve, Score};
+use crate::uncertainty::{Predictor, SamplingMode};
 
 /// Bins of each OOD histogram.
 const HISTOGRAM_BINS: usize = 40;
@@ -47,7 +48,7 @@ fn draw_reliability(
         .zip(&report.predictors)
         .map(|(p, r)| {
             (
-                format!("{} (ECE {:.3})", p.name, r.metrics.ece),
+                format!("{} (ECE {:.3})", p.predictor, r.metrics.ece),
                 reliability_points(&p.means(), targets, ECE_BINS),
             )
         })
@@ -68,18 +69,27 @@ fn draw_risk_coverage(
     // Four curves stay readable: the deterministic confidence, and MC
     // dropout's total (entropy) and epistemic (mutual information) scores.
     let shown = [
-        ("deterministic", Score::MaxProbability),
-        ("mc_full", Score::PredictiveEntropy),
-        ("mc_full", Score::MutualInformation),
-        ("mc_head", Score::MutualInformation),
+        (Predictor::Deterministic, Score::MaxProbability),
+        (
+            Predictor::McDropout(SamplingMode::Full),
+            Score::PredictiveEntropy,
+        ),
+        (
+            Predictor::McDropout(SamplingMode::Full),
+            Score::MutualInformation,
+        ),
+        (
+            Predictor::McDropout(SamplingMode::Head),
+            Score::MutualInformation,
+        ),
     ];
     let curves: Vec<(String, Vec<(f64, f64)>)> = shown
         .iter()
-        .filter_map(|&(name, score)| {
-            let p = predictions.iter().find(|p| p.name == name)?;
+        .filter_map(|&(predictor, score)| {
+            let p = predictions.iter().find(|p| p.predictor == predictor)?;
             let u: Vec<f64> = p.labelled.iter().map(|s| score.uncertainty(s)).collect();
             Some((
-                format!("{} / {}", p.name, score.name()),
+                format!("{} / {}", p.predictor, score.name()),
                 risk_coverage_curve(&u, &p.correct(targets)),
             ))
         })
@@ -114,7 +124,12 @@ fn draw_ood_histograms(
     let file = format!("ood_{}.png", file_stem(&set.name));
     charts::histograms(
         &dir.join(file),
-        &format!("{} {} (AUROC {:.3})", p.name, row.score.name(), row.auroc),
+        &format!(
+            "{} {} (AUROC {:.3})",
+            p.predictor,
+            row.score.name(),
+            row.auroc
+        ),
         row.score.name(),
         &[
             ("labelled data", inside.as_slice()),

@@ -10,15 +10,15 @@ use crate::data::Example;
 use crate::model::{softmax, Classifier};
 use crate::uncertainty::evaluate::{EvalError, MC_BUDGET};
 use crate::uncertainty::metrics::argmax;
-use crate::uncertainty::{sample_probabilities, summarize, McSummary, SamplingMode};
+use crate::uncertainty::{sample_probabilities, summarize, McSummary, Predictor, SamplingMode};
 
 /// Rows per deterministic forward pass.
 const BATCH: usize = 64;
 
 /// One predictor's per-example summaries on the labelled data and each OOD set.
 pub struct Predictions {
-    /// Predictor name: `deterministic`, `temperature`, `mc_full`, `mc_head`, `mc_top1`, ….
-    pub name: String,
+    /// The predictor.
+    pub predictor: Predictor,
     /// Whether it samples dropout (so mutual information means something).
     pub sampled: bool,
     /// One summary per labelled example.
@@ -85,16 +85,16 @@ pub(super) fn deterministic_predictions(
         .map(|rows| classifier.logits_for_all(rows, BATCH))
         .collect::<Result<Vec<_>, _>>()?;
     let temperature = classifier.config.candor.temperature;
-    let read_at = |name: &str, t: f64| Predictions {
-        name: name.into(),
+    let read_at = |predictor: Predictor, t: f64| Predictions {
+        predictor,
         sampled: false,
         labelled: softmax_summaries(&logits, t),
         ood: ood_logits.iter().map(|l| softmax_summaries(l, t)).collect(),
         seconds,
     };
     Ok(vec![
-        read_at("deterministic", 1.0),
-        read_at("temperature", temperature),
+        read_at(Predictor::Deterministic, 1.0),
+        read_at(Predictor::TemperatureScaled, temperature),
     ])
 }
 
@@ -171,7 +171,7 @@ fn sampled_prediction(
         .map(|rows| mc_summaries(classifier, rows, settings, mode))
         .collect::<Result<Vec<_>, EvalError>>()?;
     Ok(Predictions {
-        name: predictor_name(mode),
+        predictor: Predictor::McDropout(mode),
         sampled: true,
         labelled,
         ood,
@@ -197,21 +197,15 @@ fn mc_summaries(
     Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-/// The report's name of MC dropout in `mode`.
-pub(super) fn predictor_name(mode: SamplingMode) -> String {
-    match mode {
-        SamplingMode::Top(k) => format!("mc_top{k}"),
-        other => format!("mc_{}", other.as_str()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_sampled_predictors_are_full_head_then_each_top_depth() {
-        let names: Vec<String> = sampling_modes(&[2, 1]).map(predictor_name).collect();
+        let names: Vec<String> = sampling_modes(&[2, 1])
+            .map(|mode| Predictor::McDropout(mode).to_string())
+            .collect();
         assert_eq!(names, ["mc_full", "mc_head", "mc_top2", "mc_top1"]);
     }
 }

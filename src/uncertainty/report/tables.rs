@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::UncertaintyReport;
 use crate::uncertainty::distance_report;
 use crate::uncertainty::selective::Score;
+use crate::uncertainty::Predictor;
 
 /// The report as plain-text tables for people.
 pub fn render_tables(report: &UncertaintyReport, data: &str, temperature: f64) -> String {
@@ -48,15 +49,9 @@ struct DisplayNames {
 }
 
 impl DisplayNames {
-    /// `temperature 1.500`, `MC dropout (T=30) full`; other names as they are.
-    fn of(&self, predictor: &str) -> String {
-        match predictor {
-            "temperature" => format!("temperature {:.3}", self.temperature),
-            other => match other.strip_prefix("mc_") {
-                Some(mode) => format!("MC dropout (T={}) {mode}", self.samples),
-                None => other.to_string(),
-            },
-        }
+    /// `temperature 1.500`, `MC dropout (T=30) full`: see [`Predictor::table_label`].
+    fn of(&self, predictor: Predictor) -> String {
+        predictor.table_label(self.samples, self.temperature)
     }
 }
 
@@ -72,7 +67,7 @@ fn metrics_table(out: &mut String, report: &UncertaintyReport, names: &DisplayNa
         let _ = writeln!(
             out,
             "{:<30} {:>8.2}% {:>9.4} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>8.2}",
-            names.of(&p.name),
+            names.of(p.predictor),
             m.accuracy * 100.0,
             m.macro_f1,
             m.nll,
@@ -91,7 +86,7 @@ fn selective_table(out: &mut String, report: &UncertaintyReport, names: &Display
         "selective prediction: AURC / risk at 80% / risk at 90% coverage",
     );
     for p in &report.predictors {
-        let _ = write!(out, "{:<30}", names.of(&p.name));
+        let _ = write!(out, "{:<30}", names.of(p.predictor));
         for s in Score::ALL {
             let row = p.selective.iter().find(|r| r.score == s);
             out.push_str(&score_cell(
@@ -120,7 +115,7 @@ fn ood_table(out: &mut String, report: &UncertaintyReport, set: &str, names: &Di
         &format!("out of distribution, {set}: AUROC / AUPR / FPR at 95% TPR"),
     );
     for p in &report.predictors {
-        let _ = write!(out, "{:<30}", names.of(&p.name));
+        let _ = write!(out, "{:<30}", names.of(p.predictor));
         for s in Score::ALL {
             let row = p.ood.iter().find(|r| r.score == s && r.set == set);
             out.push_str(&score_cell(row.map(|r| [r.auroc, r.aupr, r.fpr_at_95_tpr])));
@@ -161,7 +156,7 @@ fn conformal_table(out: &mut String, report: &UncertaintyReport, names: &Display
         let _ = writeln!(
             out,
             "{:<30} {:>6} {:>8.2}% {:>9.3} {:>10.1}%",
-            names.of(&row.predictor),
+            names.of(row.predictor),
             row.alpha,
             row.coverage * 100.0,
             row.mean_set_size,
@@ -200,9 +195,10 @@ mod tests {
             samples: 30,
             temperature: 1.5,
         };
-        assert_eq!(names.of("temperature"), "temperature 1.500");
-        assert_eq!(names.of("mc_top2"), "MC dropout (T=30) top2");
-        assert_eq!(names.of("deterministic"), "deterministic");
+        let of = |name: &str| names.of(name.parse().unwrap());
+        assert_eq!(of("temperature"), "temperature 1.500");
+        assert_eq!(of("mc_top2"), "MC dropout (T=30) top2");
+        assert_eq!(of("deterministic"), "deterministic");
     }
 
     #[test]
