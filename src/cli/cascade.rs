@@ -8,8 +8,9 @@ use anyhow::Context;
 use super::evaluate::CalibrateArgs;
 use super::load;
 use crate::data::{self, Example};
-use crate::model::{softmax, Classifier, Precision};
-use crate::uncertainty::calibration::{Calibration, CALIBRATION_FILE};
+use crate::model::dir::CALIBRATION_FILE;
+use crate::model::{softmax, Classifier, ModelDir, Precision};
+use crate::uncertainty::calibration::Calibration;
 use crate::uncertainty::cascade::{self, CascadeAccuracy, CascadeStep, TRADE_OFF_MARGINS};
 
 /// Rows per forward pass while scoring.
@@ -64,7 +65,7 @@ pub(super) fn run_cascade_fit(
     eprintln!(
         "wrote the cascade to {} into {}",
         next_dir.display(),
-        args.model.join(CALIBRATION_FILE).display()
+        ModelDir::new(&args.model).calibration().display()
     );
     Ok(())
 }
@@ -102,7 +103,7 @@ fn step_of(
     };
     CascadeStep {
         next_weights_sha256: next.weights_sha256.clone(),
-        next_name: crate::serve::models::dir_name(next_dir),
+        next_name: ModelDir::new(next_dir).name(),
         score: "max_probability".into(),
         threshold: fitted.threshold,
         margin_points: margin,

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{load, AbstainArgs, FieldArgs};
 use crate::data;
-use crate::model::{Classifier, Precision, Representation};
+use crate::model::{Classifier, ModelDir, Precision, Representation};
 use crate::uncertainty::calibration::{self, CalibrationSettings};
 use crate::uncertainty::neighbours::NeighbourSettings;
 use crate::uncertainty::report::{self, OodSet, ReportSettings};
@@ -313,7 +313,7 @@ pub(super) fn run_calibrate(args: &CalibrateArgs, precision: Precision) -> anyho
         .unwrap_or(f64::INFINITY);
     eprintln!(
         "wrote {} ({} examples, T = {}; at alpha 0.1 a label is in the set when its probability is at least {:.4})",
-        args.model.join(calibration::CALIBRATION_FILE).display(),
+        ModelDir::new(&args.model).calibration().display(),
         fitted.examples,
         fitted.mc_samples,
         1.0 - at_alpha

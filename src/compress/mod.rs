@@ -27,10 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
-use crate::model::{
-    read_config, read_weights, write_config, write_weights, BertConfig, TOKENIZER_FILE,
-    WEIGHTS_FILE,
-};
+use crate::model::{read_config, read_weights, write_config, write_weights, BertConfig, ModelDir};
 pub use layers::LayerChoice;
 use vocab::{pruning_cost, PruningCost, VocabPlan, WORD_EMBEDDINGS};
 
@@ -129,7 +126,7 @@ pub fn compress(
     check_labels(&config, &settings.data_labels)?;
     let total_layers = config.num_hidden_layers;
     let kept_layers = settings.layers.resolve(total_layers)?;
-    let tokenizer_path = model_dir.join(TOKENIZER_FILE);
+    let tokenizer_path = ModelDir::new(model_dir).tokenizer();
     let tokenizer_text = read(&tokenizer_path)?;
     let tokenizer = Tokenizer::from_str(&tokenizer_text).map_err(|e| not_a_model(&e))?;
     let (mut weights, _) = read_weights(model_dir, &Device::Cpu).map_err(|e| not_a_model(&e))?;
@@ -166,7 +163,7 @@ pub fn compress(
         serde_json::Value::from(if settings.half { "float16" } else { "float32" }),
     );
 
-    let staging = staging_dir(out_dir)?;
+    let staging = ModelDir::new(staging_dir(out_dir)?);
     let written = write_model(&staging, &config, &weights, &tokenizer_json);
     let report = written.map(|()| CompressReport {
         source: model_dir.display().to_string(),
@@ -176,15 +173,15 @@ pub fn compress(
         intermediate_size: [full_width, config.intermediate_size],
         dtype: if settings.half { "float16" } else { "float32" }.into(),
         weights_bytes: [
-            size(&model_dir.join(WEIGHTS_FILE)),
-            size(&staging.join(WEIGHTS_FILE)),
+            size(&ModelDir::new(model_dir).weights()),
+            size(&staging.weights()),
         ],
-        tokenizer_bytes: [size(&tokenizer_path), size(&staging.join(TOKENIZER_FILE))],
+        tokenizer_bytes: [size(&tokenizer_path), size(&staging.tokenizer())],
     });
     match report.and_then(|r| finish(&staging, out_dir, &r).map(|()| r)) {
         Ok(report) => Ok(report),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_dir_all(staging.path());
             Err(e)
         }
     }
@@ -238,22 +235,26 @@ fn staging_dir(out_dir: &Path) -> Result<PathBuf, CompressError> {
 }
 
 fn write_model(
-    dir: &Path,
+    dir: &ModelDir,
     config: &BertConfig,
     weights: &HashMap<String, Tensor>,
     tokenizer: &serde_json::Value,
 ) -> Result<(), CompressError> {
-    write_config(dir, config)?;
-    write_weights(dir, weights)?;
-    let path = dir.join(TOKENIZER_FILE);
+    write_config(dir.path(), config)?;
+    write_weights(dir.path(), weights)?;
+    let path = dir.tokenizer();
     let text =
         serde_json::to_string(tokenizer).map_err(|e| CompressError::Tokenizer(e.to_string()))?;
     std::fs::write(&path, text).map_err(|e| CompressError::Io(path, e))
 }
 
 /// Writes the report and moves the staged model into place.
-fn finish(staging: &Path, out_dir: &Path, report: &CompressReport) -> Result<(), CompressError> {
-    let path = staging.join(REPORT_FILE);
+fn finish(
+    staging: &ModelDir,
+    out_dir: &Path,
+    report: &CompressReport,
+) -> Result<(), CompressError> {
+    let path = staging.compression();
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| CompressError::Tokenizer(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| CompressError::Io(path, e))?;
@@ -261,11 +262,9 @@ fn finish(staging: &Path, out_dir: &Path, report: &CompressReport) -> Result<(),
         std::fs::remove_dir_all(out_dir)
             .map_err(|e| CompressError::Io(out_dir.to_path_buf(), e))?;
     }
-    std::fs::rename(staging, out_dir).map_err(|e| CompressError::Io(out_dir.to_path_buf(), e))
+    std::fs::rename(staging.path(), out_dir)
+        .map_err(|e| CompressError::Io(out_dir.to_path_buf(), e))
 }
-
-/// The report's file name inside the compressed model.
-pub const REPORT_FILE: &str = "compression.json";
 
 fn read(path: &Path) -> Result<String, CompressError> {
     std::fs::read_to_string(path).map_err(|e| CompressError::Io(path.to_path_buf(), e))

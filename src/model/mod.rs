@@ -3,11 +3,13 @@
 //!
 //! A model directory holds `config.json` (a transformers `BertConfig` with
 //! candor's keys under `"candor"`), `model.safetensors` (tensor names of
-//! `BertForSequenceClassification`) and `tokenizer.json`. This module knows
-//! nothing of HTTP or databases.
+//! `BertForSequenceClassification`) and `tokenizer.json`, and what candor
+//! keeps beside them; [`ModelDir`] names each file and the model. This module
+//! knows nothing of HTTP or databases.
 
 pub mod bert;
 pub mod config;
+pub mod dir;
 pub mod dropout;
 pub mod features;
 mod int8;
@@ -25,17 +27,11 @@ use sha2::{Digest, Sha256};
 
 pub use bert::{BertClassifier, Kernels, TokenBatch};
 pub use config::{ArchitectureSizes, BertConfig, ConfigError, DropoutRates};
+pub use dir::{ModelDir, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 pub use dropout::DropoutMode;
 pub use features::{Pooling, Representation};
 pub use packed::Precision;
 pub use tokenizer::{Encoded, TextEncoder, TokenizerError, Truncation};
-
-/// File names inside a model directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// The weights, in safetensors format.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// The tokenizer, in the `tokenizers` JSON format.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Why a model directory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +87,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
 
 /// Reads and validates `config.json` in `dir`.
 pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
-    let path = dir.join(CONFIG_FILE);
+    let path = ModelDir::new(dir).config();
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let mut config: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
         path: path.clone(),
@@ -116,7 +112,7 @@ pub fn read_weights(
     dir: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, String), ModelError> {
-    let path = dir.join(WEIGHTS_FILE);
+    let path = ModelDir::new(dir).weights();
     let bytes = std::fs::read(&path).map_err(io_error(&path))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let raw = candle_core::safetensors::load_buffer(&bytes, device)?;
@@ -148,7 +144,7 @@ fn canonical_name(name: &str) -> String {
 
 /// Writes tensors as `model.safetensors` with the `format: pt` metadata transformers requires.
 pub fn write_weights(dir: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), ModelError> {
-    let path = dir.join(WEIGHTS_FILE);
+    let path = ModelDir::new(dir).weights();
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -163,7 +159,7 @@ pub fn write_weights(dir: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
 
 /// Writes `config.json`.
 pub fn write_config(dir: &Path, config: &BertConfig) -> Result<(), ModelError> {
-    let path = dir.join(CONFIG_FILE);
+    let path = ModelDir::new(dir).config();
     let text = serde_json::to_string_pretty(config).map_err(|e| ModelError::Config {
         path: path.clone(),
         message: e.to_string(),
@@ -228,19 +224,20 @@ impl Classifier {
             return Err(ModelError::Precision(precision));
         }
         let device = Device::Cpu;
+        let files = ModelDir::new(dir);
         let config = read_config(dir)?;
         let labels = config.labels().map_err(|e| ModelError::Config {
-            path: dir.join(CONFIG_FILE),
+            path: files.config(),
             message: e.to_string(),
         })?;
         check_labels(&labels).map_err(|message| ModelError::Config {
-            path: dir.join(CONFIG_FILE),
+            path: files.config(),
             message,
         })?;
-        let encoder = TextEncoder::load(&dir.join(TOKENIZER_FILE), config.candor.max_length)?;
+        let encoder = TextEncoder::load(&files.tokenizer(), config.candor.max_length)?;
         if encoder.id_bound() > config.vocab_size {
             return Err(ModelError::Config {
-                path: dir.join(TOKENIZER_FILE),
+                path: files.tokenizer(),
                 message: format!(
                     "the tokenizer produces ids up to {}, but config.json's vocab_size is {}",
                     encoder.id_bound() - 1,

@@ -18,7 +18,7 @@ use super::api::ModelInfo;
 use super::engine::{BatchSettings, CostSettings, Engine};
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::model::{Classifier, Precision};
+use crate::model::{Classifier, ModelDir, Precision};
 use crate::store::log::PredictionLog;
 use crate::store::{ModelRecord, Store};
 use crate::uncertainty::calibration::Calibration;
@@ -37,7 +37,7 @@ impl ModelSpec {
     pub fn of_dir(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         Self {
-            name: dir_name(&dir),
+            name: ModelDir::new(&dir).name(),
             dir,
         }
     }
@@ -79,14 +79,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The last component of a directory's path (after resolving `.` and links).
-pub fn dir_name(dir: &Path) -> String {
-    std::fs::canonicalize(dir)
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// A cascade to serve: its name and its models' names, smallest first.

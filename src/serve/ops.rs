@@ -18,7 +18,7 @@ use super::api::{
 use super::error::{ApiError, ErrorBody};
 use super::models::ServedModel;
 use super::AppState;
-use crate::model::Classifier;
+use crate::model::{Classifier, ModelDir};
 use crate::uncertainty::calibration::Calibration;
 
 /// The default model: labels, sizes, temperature, training metrics, weights hash.
@@ -109,7 +109,7 @@ fn summary(model: &ServedModel) -> ModelSummary {
         labels: info.labels.clone(),
         layers: info.layers,
         hidden_size: info.hidden_size,
-        weights_bytes: std::fs::metadata(model.dir.join("model.safetensors"))
+        weights_bytes: std::fs::metadata(ModelDir::new(&model.dir).weights())
             .map_or(0, |m| m.len()),
         weights_sha256: info.weights_sha256.clone(),
         precision: info.precision.clone(),
@@ -196,7 +196,7 @@ pub(super) fn model_info(
     calibration: Option<&Calibration>,
 ) -> ModelInfo {
     let c = &classifier.config;
-    let training_metrics = std::fs::read_to_string(dir.join("metrics.json"))
+    let training_metrics = std::fs::read_to_string(ModelDir::new(dir).metrics())
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     ModelInfo {

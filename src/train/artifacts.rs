@@ -11,7 +11,8 @@ use super::temperature::fit_temperature;
 use super::{Fitted, TrainOutcome, TrainSettings};
 use crate::charts::{self, EpochPoint};
 use crate::data::{Example, Splits};
-use crate::model::{self, BertConfig, Classifier};
+use crate::model::dir::{CALIBRATION_FILE, RELIABILITY_FILE, TRAINING_CURVES_FILE};
+use crate::model::{self, BertConfig, Classifier, ModelDir};
 use crate::uncertainty::calibration::{self, CalibrationSettings, ConformalRow};
 use crate::uncertainty::evaluate::{
     evaluate, predict_all, report, targets, EvalReport, PredictorOutputs, PREDICTORS,
@@ -99,13 +100,14 @@ pub fn finish(
         conformal,
         command: settings.command.clone(),
     };
-    let path = dir.join("metrics.json");
+    let files = ModelDir::new(dir);
+    let path = files.metrics();
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
-    draw_pictures(dir, &held_out.outputs, &held_out.targets, &metrics)?;
-    let card = dir.join("README.md");
-    std::fs::write(&card, model_card(&classifier, settings, &metrics))
-        .with_context(|| format!("writing {}", card.display()))?;
+    draw_pictures(&files, &held_out.outputs, &held_out.targets, &metrics)?;
+    let card = files.card();
+    let text = model_card(&files.name_as_given(), &classifier, settings, &metrics);
+    std::fs::write(&card, text).with_context(|| format!("writing {}", card.display()))?;
     Ok(TrainOutcome {
         history: fitted.history,
         best_epoch: fitted.best_epoch,
@@ -210,17 +212,14 @@ fn calibrate(
 
 /// `training_curves.png`, and `reliability.png` of each predictor on the held-out split.
 fn draw_pictures(
-    dir: &Path,
+    files: &ModelDir,
     outputs: &PredictorOutputs,
     y: &[usize],
     metrics: &TrainingMetrics,
 ) -> anyhow::Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = files.name_as_given();
     charts::training_curves(
-        &dir.join("training_curves.png"),
+        &files.training_curves(),
         &format!("{name}: training curves"),
         &metrics.history,
     )?;
@@ -241,7 +240,7 @@ fn draw_pictures(
         .map(|(n, p)| (n.as_str(), p.as_slice()))
         .collect();
     charts::reliability_diagram(
-        &dir.join("reliability.png"),
+        &files.reliability(),
         &format!("{name}: reliability on the test split"),
         &series,
     )?;
@@ -250,13 +249,13 @@ fn draw_pictures(
 
 /// The model card `README.md`: what the model is, its data and command,
 /// its architecture and its figures.
-fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMetrics) -> String {
+fn model_card(
+    name: &str,
+    classifier: &Classifier,
+    settings: &TrainSettings,
+    m: &TrainingMetrics,
+) -> String {
     let mut s = String::new();
-    let name = settings
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
     let _ = writeln!(s, "# {name}\n");
     let _ = writeln!(
         s,
@@ -281,7 +280,7 @@ fn model_card(classifier: &Classifier, settings: &TrainSettings, m: &TrainingMet
     }
     let _ = writeln!(
         s,
-        "\n![training curves](training_curves.png)\n\n![reliability](reliability.png)"
+        "\n![training curves]({TRAINING_CURVES_FILE})\n\n![reliability]({RELIABILITY_FILE})"
     );
     s
 }
@@ -326,7 +325,7 @@ fn metrics_section(s: &mut String, m: &TrainingMetrics) {
 
 /// The card's table of the conformal sets on the test split.
 fn conformal_section(s: &mut String, m: &TrainingMetrics) {
-    let _ = writeln!(s, "\nConformal prediction sets on the test split, calibrated on the {} calibration examples (`calibration.json`):\n", m.examples.calibration);
+    let _ = writeln!(s, "\nConformal prediction sets on the test split, calibrated on the {} calibration examples (`{CALIBRATION_FILE}`):\n", m.examples.calibration);
     let _ = writeln!(s, "| predictor | alpha | coverage | mean set size | single-label sets |\n|---|---|---|---|---|");
     for r in &m.conformal {
         let _ = writeln!(

@@ -9,7 +9,9 @@ use candle_nn::{VarBuilder, VarMap};
 
 use super::*;
 use crate::data::Example;
-use crate::model::{self, ArchitectureSizes, BertClassifier, BertConfig, Kernels, TextEncoder};
+use crate::model::{
+    self, ArchitectureSizes, BertClassifier, BertConfig, Kernels, ModelDir, TextEncoder,
+};
 use crate::rng::{SeededRng, Stream};
 
 /// The tokenizer, configuration and any pretrained weights to start from.
@@ -22,7 +24,7 @@ pub(super) fn prepare_model(
     let m = settings.model;
     if let Some(dir) = &settings.init_from {
         let mut config: BertConfig = {
-            let path = dir.join(model::CONFIG_FILE);
+            let path = ModelDir::new(dir).config();
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
@@ -37,8 +39,7 @@ pub(super) fn prepare_model(
         config.candor.max_length = m.max_length.min(config.max_position_embeddings);
         config.candor.temperature = 1.0;
         config.validate()?;
-        let encoder =
-            TextEncoder::load(&dir.join(model::TOKENIZER_FILE), config.candor.max_length)?;
+        let encoder = TextEncoder::load(&ModelDir::new(dir).tokenizer(), config.candor.max_length)?;
         let (mut weights, _) = model::read_weights(dir, device)?;
         if !same_labels {
             weights.retain(|name, _| !name.starts_with("classifier."));

@@ -34,7 +34,8 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use crate::data::{self, Example, Splits};
-use crate::model::{self, BertClassifier, Kernels, TextEncoder};
+use crate::model::dir::{CONFIG_FILE, METRICS_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::{self, BertClassifier, Kernels, ModelDir, TextEncoder};
 
 /// Trains a classifier and writes its model directory.
 pub fn train(settings: &TrainSettings) -> anyhow::Result<TrainOutcome> {
@@ -186,7 +187,7 @@ fn write_model(
     config: &model::BertConfig,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    encoder.save(&out.join(model::TOKENIZER_FILE))?;
+    encoder.save(&ModelDir::new(out).tokenizer())?;
     model::write_weights(out, &tensors_of(varmap)?)?;
     model::write_config(out, config)?;
     Ok(())
@@ -195,7 +196,7 @@ fn write_model(
 /// Paths of the model directory's files, for messages.
 pub fn describe(dir: &Path) -> String {
     format!(
-        "{} (config.json, model.safetensors, tokenizer.json, metrics.json)",
+        "{} ({CONFIG_FILE}, {WEIGHTS_FILE}, {TOKENIZER_FILE}, {METRICS_FILE})",
         dir.display()
     )
 }

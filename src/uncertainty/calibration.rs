@@ -16,7 +16,7 @@
 //! The file also carries the model's default policy, if it has one, and the
 //! distances to the training data that turn into `distance_percentile`:
 //! Mahalanobis, and nearest neighbours (whose vectors live in
-//! [`super::neighbours::NEIGHBOURS_FILE`]).
+//! [`crate::model::dir::NEIGHBOURS_FILE`]).
 
 use std::path::Path;
 
@@ -31,10 +31,7 @@ use super::neighbours::{percentile, NeighbourCalibration, NeighbourSettings};
 use super::selective::{smallest_count_reaching, Score};
 use super::{sample_probabilities, summarize, McSummary, Predictor, SamplingMode};
 use crate::data::Example;
-use crate::model::{softmax, Classifier};
-
-/// Name of the file inside a model directory.
-pub const CALIBRATION_FILE: &str = "calibration.json";
+use crate::model::{softmax, Classifier, ModelDir};
 
 /// The contents of `calibration.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,7 +231,7 @@ impl Calibration {
 
     /// Reads `calibration.json` from a model directory; `Ok(None)` when there is none.
     pub fn load(dir: &Path) -> Result<Option<Self>, CalibrationError> {
-        let path = dir.join(CALIBRATION_FILE);
+        let path = ModelDir::new(dir).calibration();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -262,7 +259,7 @@ impl Calibration {
         hidden: usize,
     ) -> Result<(), CalibrationError> {
         let mismatch = |m: String| {
-            CalibrationError::Mismatch(dir.join(CALIBRATION_FILE).display().to_string(), m)
+            CalibrationError::Mismatch(ModelDir::new(dir).calibration().display().to_string(), m)
         };
         if let Some(distance) = &self.feature_distance {
             distance.fitted.check(hidden, classes).map_err(mismatch)?;
@@ -290,7 +287,7 @@ impl Calibration {
                 CalibrationError::Mismatch(dir.display().to_string(), e.to_string())
             })?;
         }
-        let path = dir.join(CALIBRATION_FILE);
+        let path = ModelDir::new(dir).calibration();
         let text = serde_json::to_string(self)
             .map_err(|e| CalibrationError::Parse(path.display().to_string(), e))?;
         std::fs::write(&path, text + "\n")

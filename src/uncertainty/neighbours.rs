@@ -19,10 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluate::EvalError;
 use crate::data::Example;
-use crate::model::{Classifier, Pooling, Representation};
+use crate::model::{Classifier, ModelDir, Pooling, Representation};
 
-/// Name of the file inside a model directory.
-pub const NEIGHBOURS_FILE: &str = "neighbours.safetensors";
 /// Name of the tensor in it.
 const TENSOR: &str = "embeddings";
 
@@ -203,7 +201,7 @@ impl Default for NeighbourSettings {
 
 /// The nearest-neighbour score as calibrated: where the vectors come from,
 /// k, and the calibration texts' distances, which turn a distance into a
-/// percentile. The vectors themselves live in [`NEIGHBOURS_FILE`].
+/// percentile. The vectors themselves live in `neighbours.safetensors` ([`ModelDir::neighbours`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeighbourCalibration {
     /// The layer and pooling of the vectors.
@@ -216,7 +214,7 @@ pub struct NeighbourCalibration {
     pub stored: usize,
     /// Distances of the calibration examples, ascending.
     pub calibration_distances: Vec<f64>,
-    /// The vectors, read from [`NEIGHBOURS_FILE`].
+    /// The vectors, read from `neighbours.safetensors` ([`ModelDir::neighbours`]).
     #[serde(skip)]
     pub index: Option<Arc<Neighbours>>,
 }
@@ -271,7 +269,7 @@ impl NeighbourCalibration {
     /// Reads the vectors from `dir` and checks them against this record
     /// and a model of `layers` layers of width `width`.
     pub fn load_index(&mut self, dir: &Path, layers: usize, width: usize) -> Result<(), String> {
-        let path = dir.join(NEIGHBOURS_FILE);
+        let path = ModelDir::new(dir).neighbours();
         let (index, representation) = Neighbours::load(&path).map_err(|e| e.to_string())?;
         let problem = if representation != self.representation {
             Some(format!(
@@ -298,7 +296,7 @@ impl NeighbourCalibration {
     /// Writes the vectors into `dir`.
     pub fn save_index(&self, dir: &Path) -> Result<(), NeighboursError> {
         match &self.index {
-            Some(index) => index.save(&dir.join(NEIGHBOURS_FILE), self.representation),
+            Some(index) => index.save(&ModelDir::new(dir).neighbours(), self.representation),
             None => Ok(()),
         }
     }
@@ -418,7 +416,7 @@ mod tests {
     #[test]
     fn the_stored_file_gives_back_the_same_vectors_and_where_they_come_from() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(NEIGHBOURS_FILE);
+        let path = ModelDir::new(dir.path()).neighbours();
         let index = Neighbours::new(&uniform_vectors(30, 8, 5)).unwrap();
         let representation = Representation {
             layer: 2,

@@ -74,7 +74,7 @@ impl Playground {
                 "Who wrote Hamlet?\nHow far away is the moon?",
             ),
             false => (
-                candor::serve::models::dir_name(&dir),
+                candor::model::ModelDir::new(&dir).name(),
                 "a warm, funny, sharply written film\nit is a film",
             ),
         };
