@@ -139,7 +139,7 @@ struct Best {
 }
 
 impl Best {
-    /// Before the first epoch: any epoch beats it.
+    /// Before the first epoch.
     fn none() -> Self {
         Self {
             loss: f64::INFINITY,
@@ -159,8 +159,8 @@ impl Best {
         }
     }
 
-    /// Whether `point` improves on it: lower validation loss by more than
-    /// 1e-4, or higher validation accuracy.
+    /// Whether `point` improves on it under `select_by`: a validation loss
+    /// lower by more than 1e-4, or a higher validation accuracy.
     fn is_beaten_by(&self, point: &EpochPoint, select_by: Selection) -> bool {
         match select_by {
             Selection::Loss => point.val_loss < self.loss - 1e-4,
