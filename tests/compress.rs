@@ -8,39 +8,11 @@ use candor::compress::{compress, CompressError, CompressSettings, LayerChoice};
 use candor::model::{Classifier, DropoutMode};
 
 mod common;
-use common::train_tiny;
-
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
-}
+use common::{fixture_model, subset, train_tiny, train_two_layers, trec6_questions};
 
 /// Lines `from..to` of the shipped trec6 data, as texts and labels.
 fn trec6(from: usize, to: usize) -> (Vec<String>, Vec<String>) {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
-            .unwrap();
-    text.lines()
-        .skip(from)
-        .take(to - from)
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            (
-                v["text"].as_str().unwrap().to_string(),
-                v["label"].as_str().unwrap().to_string(),
-            )
-        })
-        .unzip()
-}
-
-/// Writes lines `from..to` of the shipped trec6 data to `path` as JSONL.
-fn write_questions(path: &Path, from: usize, to: usize) {
-    let (texts, labels) = trec6(from, to);
-    let rows: Vec<String> = texts
-        .iter()
-        .zip(&labels)
-        .map(|(text, label)| serde_json::json!({ "text": text, "label": label }).to_string())
-        .collect();
-    std::fs::write(path, rows.join("\n")).unwrap();
+    trec6_questions(from, to).into_iter().unzip()
 }
 
 fn settings() -> CompressSettings {
@@ -318,52 +290,27 @@ fn distance_and_agreement(a: &Path, b: &Path, texts: &[String]) -> (f64, f64) {
     (distance / n, same as f64 / n)
 }
 
-/// A two-layer model that has learned something: 1,200 questions, 8 epochs.
-fn train_a_teacher(dir: &Path) -> PathBuf {
-    write_questions(&dir.join("data.jsonl"), 0, 1200);
+/// A two-layer model that has learned something from `data` (1,200
+/// questions, 8 epochs), in `dir/teacher`.
+fn train_a_teacher(data: &Path, dir: &Path) -> PathBuf {
     let out = dir.join("teacher");
-    let status = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(["train", "--data"])
-        .arg(dir.join("data.jsonl"))
-        .args([
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--heads",
-            "4",
-            "--intermediate",
-            "64",
-        ])
-        .args([
-            "--vocab-size",
-            "600",
-            "--max-length",
-            "40",
-            "--max-positions",
-            "40",
-        ])
-        .args([
-            "--epochs",
-            "8",
-            "--learning-rate",
-            "2e-3",
-            "--mc-samples",
-            "0",
-            "--quiet",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let options = [
+        "--vocab-size",
+        "600",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "2e-3",
+    ];
+    train_two_layers(data, &out, &options);
     out
 }
 
 #[test]
 fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
     let dir = tempfile::tempdir().unwrap();
-    let teacher = train_a_teacher(dir.path());
+    let data = subset(dir.path(), "trec6.jsonl", 1200);
+    let teacher = train_a_teacher(&data, dir.path());
     let small = dir.path().join("one-layer");
     compress(
         &teacher,
@@ -377,7 +324,7 @@ fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
     let student = dir.path().join("distilled");
     let status = Command::new(env!("CARGO_BIN_EXE_candor"))
         .args(["train", "--data"])
-        .arg(dir.path().join("data.jsonl"))
+        .arg(&data)
         .arg("--init-from")
         .arg(&small)
         .arg("--teacher")
@@ -418,8 +365,7 @@ fn distilling_the_full_model_into_fewer_layers_brings_it_back_to_its_teacher() {
 fn texts_to_keep_widen_the_pruned_vocabulary_whatever_their_labels() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data = dir.path().join("train.jsonl");
-    write_questions(&data, 0, 200);
+    let data = subset(dir.path(), "trec6.jsonl", 200);
     let vocabulary = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
         let done = Command::new(env!("CARGO_BIN_EXE_candor"))

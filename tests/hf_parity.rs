@@ -9,7 +9,7 @@ use std::path::Path;
 use candor::model::{Classifier, DropoutMode};
 
 mod common;
-use common::{run_python_script, train_tiny};
+use common::{run_python_script, train_tiny, trec6_questions};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -115,18 +115,10 @@ fn transformers_loads_a_compressed_model_with_no_missing_keys_and_the_same_logit
     use candor::compress::{compress, CompressSettings, LayerChoice};
     let dir = tempfile::tempdir().unwrap();
     let model = train_tiny(dir.path());
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
-            .unwrap();
-    let texts: Vec<String> = text
-        .lines()
-        .take(400)
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    // The texts it was trained on.
+    let texts: Vec<String> = trec6_questions(0, 400)
+        .into_iter()
+        .map(|(text, _)| text)
         .collect();
     let compressed = dir.path().join("compressed");
     let settings = CompressSettings {

@@ -205,7 +205,7 @@ async fn the_server_and_the_command_line_sample_identically_for_one_seed() {
         .json()
         .await
         .unwrap();
-    let model = crate::helpers::fixture_model();
+    let model = crate::common::fixture_model();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
         .args([
             "predict",

@@ -4,25 +4,13 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::common::trec6_questions;
 use crate::helpers::{fixture_with_calibration, spawn_app, spawn_app_for, test_settings};
 
 /// Questions the fixture model never saw (lines 1301–1500 of trec6; it was
 /// trained on lines 1–800 and calibrated on 801–1300).
 fn unseen_questions() -> Vec<(String, String)> {
-    let data =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/trec6.jsonl"))
-            .unwrap();
-    data.lines()
-        .skip(1300)
-        .take(200)
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            (
-                v["text"].as_str().unwrap().to_string(),
-                v["label"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    trec6_questions(1300, 1500)
 }
 
 /// The first `n` unseen questions, without their labels.

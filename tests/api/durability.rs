@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
+use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, PrivatePostgres, TestDatabase};
-use crate::helpers::{fixture_model, spawn_app_with};
+use crate::helpers::spawn_app_with;
 use crate::on_both_databases;
 
 /// `candor serve` as a separate process, so it can be signalled.

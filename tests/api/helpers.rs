@@ -10,10 +10,7 @@ use candor::serve::models::ModelSpec;
 use candor::serve::{Limits, SamplingLimits, ServeSettings};
 use tokio::sync::oneshot;
 
-/// The small trec6 model committed for tests.
-pub fn fixture_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
-}
+use crate::common::{fixture_model, model_copy};
 
 /// Settings tests start from.
 pub fn test_settings() -> ServeSettings {
@@ -200,13 +197,7 @@ pub fn fixture_with_neighbours(
 
 /// A copy of the fixture model in `dir/name` (so a test may change it).
 pub fn fixture_copy(dir: &std::path::Path, name: &str) -> PathBuf {
-    let model = dir.join(name);
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(fixture_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
-    model
+    model_copy(&fixture_model(), dir, name)
 }
 
 /// A copy of the fixture model in `dir/tiny-trec6` whose calibration.json

@@ -4,8 +4,9 @@
 use candor::serve::models::ModelSpec;
 use serde_json::{json, Value};
 
+use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{fixture_model, fixture_variant, spawn_app_serving, test_settings, TestApp};
+use crate::helpers::{fixture_variant, spawn_app_serving, test_settings, TestApp};
 use crate::on_both_databases;
 
 const QUESTION: &str = "Who wrote Hamlet?";

@@ -11,8 +11,9 @@ use candor::serve::models::ModelSpec;
 use serde_json::{json, Value};
 
 use crate::browser::Browser;
+use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{fixture_model, spawn_app_serving, TestApp};
+use crate::helpers::{spawn_app_serving, TestApp};
 
 const KEY: &str = "playground-key";
 

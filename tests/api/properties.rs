@@ -45,7 +45,7 @@ proptest! {
 
 #[test]
 fn the_tokenizer_handles_any_unicode_without_panicking() {
-    let classifier = candor::model::Classifier::load(&crate::helpers::fixture_model()).unwrap();
+    let classifier = candor::model::Classifier::load(&crate::common::fixture_model()).unwrap();
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(&"\\PC{0,300}", |text| {

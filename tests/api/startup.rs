@@ -2,14 +2,15 @@
 //! model directories whose parts do not fit together. Each would otherwise
 //! start and then fail requests (or expose stored texts).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candor::serve::models::ModelSpec;
 use candor::serve::ServeSettings;
 
 use candor::model::{Pooling, Representation};
 
-use crate::helpers::{fixture_model, fixture_with_neighbours, test_settings};
+use crate::common::fixture_model;
+use crate::helpers::{fixture_copy, fixture_with_neighbours, test_settings};
 
 /// Runs the server on `addr` with `model` until it fails or is stopped
 /// (after it became ready); returns the error it stopped with, if any.
@@ -87,15 +88,16 @@ fn edit_json(model: &Path, file: &str, change: impl FnOnce(&mut serde_json::Valu
     std::fs::write(&path, value.to_string()).unwrap();
 }
 
-/// A copy of the fixture model with `change` applied to one of its JSON files.
-fn broken_model(file: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+/// A copy of the fixture model with `change` applied to one of its JSON
+/// files, and the directory that holds it (removed when dropped).
+fn broken_model(
+    file: &str,
+    change: impl FnOnce(&mut serde_json::Value),
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    edit_json(dir.path(), file, change);
-    dir
+    let model = fixture_copy(dir.path(), "tiny-trec6");
+    edit_json(&model, file, change);
+    (dir, model)
 }
 
 #[tokio::test]
@@ -114,8 +116,8 @@ async fn a_config_at_odds_with_the_tokenizer_or_itself_is_refused_at_start_namin
             broken_model("config.json", |c| c["id2label"]["1"] = "ABBR".into()),
         ),
     ];
-    for (expected, model) in cases {
-        assert_refused_naming(model.path(), expected).await;
+    for (expected, (_dir, model)) in cases {
+        assert_refused_naming(&model, expected).await;
     }
 }
 
@@ -138,8 +140,8 @@ async fn a_calibration_that_does_not_fit_the_model_is_refused_at_start_naming_th
             broken_model("calibration.json", |c| c["top"]["layers"] = 3.into()),
         ),
     ];
-    for (expected, model) in cases {
-        assert_refused_naming(model.path(), expected).await;
+    for (expected, (_dir, model)) in cases {
+        assert_refused_naming(&model, expected).await;
     }
 }
 

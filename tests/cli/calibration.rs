@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use crate::helpers::{
-    candor_fails, candor_succeeds, fixture_model, model_copy, read_json, row, subset, tiny_model,
-};
+use crate::common::{fixture_model, model_copy, subset};
+use crate::helpers::{candor_fails, candor_succeeds, read_json, row, tiny_model};
 
 /// The arguments of `candor calibrate` of `model` on `data` with `extra` options.
 fn calibrate<'a>(model: &'a Path, data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use crate::helpers::{
-    candor_fails, candor_succeeds, subset, tiny_model, train_tiny_with, TINY_SIZES,
-};
+use crate::common::subset;
+use crate::helpers::{candor_fails, candor_succeeds, tiny_model, train_tiny_with, TINY_SIZES};
 
 #[test]
 fn a_student_distilled_from_its_teachers_with_masked_copies_differs_from_them_and_predicts() {

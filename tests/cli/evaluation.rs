@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
+use crate::common::subset;
 use crate::helpers::{
-    at_each_alpha, candor_succeeds, column, conformal_rows, row, shared_dir, stdout, subset,
-    tiny_model,
+    at_each_alpha, candor_succeeds, column, conformal_rows, row, shared_dir, stdout, tiny_model,
 };
 
 #[test]

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use crate::helpers::{candor_succeeds, read_json, subset, tiny_model};
+use crate::common::subset;
+use crate::helpers::{candor_succeeds, read_json, tiny_model};
 
 /// Trains one epoch on `data` from the tiny model into `out`, with `extra`
 /// options.

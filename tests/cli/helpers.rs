@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
+use crate::common::subset;
+
 /// Runs `candor` with `args` on one compute thread.
 fn candor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_candor"))
@@ -39,20 +41,6 @@ pub fn stdout(o: &Output) -> String {
 /// What a command printed to stderr.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The first `n` lines of a shipped data set, as a file in `dir`.
-pub fn subset(dir: &Path, data: &str, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("data")
-            .join(data),
-    )
-    .unwrap();
-    let path = dir.join(data);
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    path
 }
 
 /// The JSON document in `path`.
@@ -122,7 +110,8 @@ pub fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
 
 /// The tiny model trained with no extra options, once per run of this test
 /// binary: the first test to ask trains it, tests running meanwhile wait for
-/// it. Only read it; a test that changes a model changes a [`model_copy`].
+/// it. Only read it; a test that changes a model changes a copy
+/// ([`crate::common::model_copy`]).
 pub fn tiny_model() -> &'static Path {
     static TRAINED: LazyLock<PathBuf> =
         LazyLock::new(|| train_tiny_with(&shared_dir("tiny-model-"), &[]));
@@ -139,22 +128,6 @@ pub fn shared_dir(prefix: &str) -> PathBuf {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
         .keep()
-}
-
-/// The committed fixture model, `tests/fixtures/tiny-trec6`.
-pub fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-trec6")
-}
-
-/// A copy of the model directory `model` in `dir/name`, for a test to change.
-pub fn model_copy(model: &Path, dir: &Path, name: &str) -> PathBuf {
-    let copy = dir.join(name);
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(model).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-    }
-    copy
 }
 
 /// The predictor and alpha of each conformal row in `rows`, in order.

@@ -4,6 +4,8 @@
 //! trained the first time a test asks for it ([`helpers::tiny_model`]).
 
 mod calibration;
+#[path = "../common/mod.rs"]
+mod common;
 mod distillation;
 mod evaluation;
 mod feedback;

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::helpers::{candor_fails, candor_succeeds, column, fixture_model, stdout, tiny_model};
+use crate::common::fixture_model;
+use crate::helpers::{candor_fails, candor_succeeds, column, stdout, tiny_model};
 
 #[test]
 fn predict_prints_a_json_line_per_text_with_its_label_and_a_score_per_label() {

@@ -1,8 +1,9 @@
 //! `candor train`: the model directory it writes, the calibration and split
 //! behind it, reproducibility, and the options that change how it trains.
 
+use crate::common::subset;
 use crate::helpers::{
-    at_each_alpha, candor_succeeds, conformal_rows, read_json, subset, tiny_model, train_tiny_with,
+    at_each_alpha, candor_succeeds, conformal_rows, read_json, tiny_model, train_tiny_with,
 };
 
 #[test]

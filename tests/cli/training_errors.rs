@@ -1,7 +1,8 @@
 //! What `candor train` refuses to train on, and how it says so: the file,
 //! the line, the option.
 
-use crate::helpers::{candor_fails, subset};
+use crate::common::subset;
+use crate::helpers::candor_fails;
 
 #[test]
 fn training_on_a_missing_file_names_the_file() {
