@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::helpers::json_answer;
+
 /// The WebDriver name of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -48,15 +50,7 @@ impl Browser {
                 "--window-size=1100,1400"
             ]}
         }}});
-        let answer: Value = client
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = json_answer(client.post(format!("{base}/session")).json(&capabilities)).await;
         let session = answer["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {answer}"))
@@ -76,7 +70,7 @@ impl Browser {
         } else {
             request.json(&body)
         };
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        let answer = json_answer(request).await;
         if let Some(error) = answer["value"].get("error") {
             panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
         }

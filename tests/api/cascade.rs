@@ -112,7 +112,7 @@ async fn the_first_model_answers_what_it_is_sure_of_and_the_next_the_rest() {
         metrics.contains(r#"candor_cascade_answers_total{answered_by="big",cascade="auto"} 4"#),
         "{metrics}"
     );
-    let listed: Value = app.get("/v1/models").await.json().await.unwrap();
+    let listed = app.get_json("/v1/models").await;
     assert_eq!(listed["cascades"][0]["models"], json!(["small", "big"]));
     assert_eq!(listed["cascades"][0]["thresholds"], json!([threshold]));
     app.stop().await.unwrap();
@@ -153,7 +153,7 @@ async fn a_reload_that_would_leave_a_cascade_without_a_fit_is_refused() {
     let mut settings = test_settings();
     settings.cascades = auto();
     let app = spawn_app_serving(specs(&small, &big), settings).await;
-    let before: Value = app.get("/v1/models/big").await.json().await.unwrap();
+    let before = app.get_json("/v1/models/big").await;
     negate_classifier(&big);
     let response = app
         .client
@@ -168,7 +168,7 @@ async fn a_reload_that_would_leave_a_cascade_without_a_fit_is_refused() {
         error["error"].as_str().unwrap().contains("--cascade-to"),
         "{error}"
     );
-    let after: Value = app.get("/v1/models/big").await.json().await.unwrap();
+    let after = app.get_json("/v1/models/big").await;
     assert_eq!(after["weights_sha256"], before["weights_sha256"]);
     assert_eq!(classify(&app, "auto").await["model"], "auto");
     app.stop().await.unwrap();

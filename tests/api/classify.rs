@@ -33,12 +33,7 @@ async fn classify_answers_one_prediction_per_input_in_order_with_sorted_scores()
     }
     // Each input alone gets the same label as in the batch.
     for (text, p) in texts.iter().zip(predictions) {
-        let alone: Value = app
-            .post("/v1/classify", json!({"inputs": text}))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let alone = app.post_json("/v1/classify", json!({"inputs": text})).await;
         assert_eq!(alone["predictions"][0]["label"], p["label"]);
     }
     app.stop().await.unwrap();
@@ -47,34 +42,25 @@ async fn classify_answers_one_prediction_per_input_in_order_with_sorted_scores()
 #[tokio::test]
 async fn top_k_limits_the_scores_and_raw_scores_skips_the_temperature() {
     let app = spawn_app().await;
-    let body: Value = app
-        .post(
+    let body = app
+        .post_json(
             "/v1/classify",
             json!({"inputs": "Where is Rome ?", "top_k": 2}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         body["predictions"][0]["scores"].as_array().unwrap().len(),
         2
     );
-    let calibrated: Value = app
-        .post("/v1/classify", json!({"inputs": "Where is Rome ?"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let raw: Value = app
-        .post(
+    let calibrated = app
+        .post_json("/v1/classify", json!({"inputs": "Where is Rome ?"}))
+        .await;
+    let raw = app
+        .post_json(
             "/v1/classify",
             json!({"inputs": "Where is Rome ?", "raw_scores": true}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     // The fixture's temperature is not 1, so the two must differ while agreeing on the label.
     assert_eq!(
         calibrated["predictions"][0]["label"],
@@ -131,25 +117,22 @@ async fn uncertainty_reports_every_figure_with_the_samples_and_seed_used() {
 async fn the_same_seed_gives_bit_identical_answers_and_another_seed_does_not() {
     let app = spawn_app().await;
     let ask = |seed: u64| {
-        app.post(
+        app.post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": "What is the speed of light ?", "samples": 20, "seed": seed}),
         )
     };
-    let a: Value = ask(11).await.json().await.unwrap();
-    let b: Value = ask(11).await.json().await.unwrap();
-    let c: Value = ask(12).await.json().await.unwrap();
+    let a = ask(11).await;
+    let b = ask(11).await;
+    let c = ask(12).await;
     assert_eq!(without_ids(a.clone()), without_ids(b));
     assert_ne!(a["predictions"][0]["scores"], c["predictions"][0]["scores"]);
-    let unseeded: Value = app
-        .post(
+    let unseeded = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": "What is the speed of light ?"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(
         unseeded["seed"].is_u64(),
         "a random seed is chosen and returned"
@@ -161,15 +144,12 @@ async fn the_same_seed_gives_bit_identical_answers_and_another_seed_does_not() {
 async fn head_mode_samples_only_the_classifier_and_is_reproducible_too() {
     let app = spawn_app().await;
     let ask = |mode: &str, seed: u64| {
-        app.post("/v1/classify/uncertainty", json!({"inputs": "What is the speed of light ?", "samples": 40, "seed": seed, "mode": mode}))
+        app.post_json("/v1/classify/uncertainty", json!({"inputs": "What is the speed of light ?", "samples": 40, "seed": seed, "mode": mode}))
     };
-    let head: Value = ask("head", 3).await.json().await.unwrap();
+    let head = ask("head", 3).await;
     assert_eq!(head["mode"], "head");
-    assert_eq!(
-        without_ids(head.clone()),
-        without_ids(ask("head", 3).await.json::<Value>().await.unwrap())
-    );
-    let full: Value = ask("full", 3).await.json().await.unwrap();
+    assert_eq!(without_ids(head.clone()), without_ids(ask("head", 3).await));
+    let full = ask("full", 3).await;
     assert_eq!(full["mode"], "full");
     assert_ne!(
         head["predictions"][0]["scores"],
@@ -196,15 +176,12 @@ async fn head_mode_samples_only_the_classifier_and_is_reproducible_too() {
 async fn the_server_and_the_command_line_sample_identically_for_one_seed() {
     let app = spawn_app().await;
     let text = "Which river is the longest ?";
-    let served: Value = app
-        .post(
+    let served = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": text, "samples": 12, "seed": 5}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let model = crate::common::fixture_model();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
         .args([
@@ -234,12 +211,7 @@ async fn return_samples_adds_each_labels_sampled_probabilities_whose_mean_is_the
     let app = spawn_app().await;
     let body =
         json!({"inputs": "Who wrote Hamlet ?", "samples": 6, "seed": 3, "return_samples": true});
-    let answer: Value = app
-        .post("/v1/classify/uncertainty", body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = app.post_json("/v1/classify/uncertainty", body).await;
     for score in answer["predictions"][0]["scores"].as_array().unwrap() {
         let samples: Vec<f64> = score["samples"]
             .as_array()
@@ -254,15 +226,12 @@ async fn return_samples_adds_each_labels_sampled_probabilities_whose_mean_is_the
             "{score}"
         );
     }
-    let without: Value = app
-        .post(
+    let without = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": "Who ?", "samples": 2}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(without["predictions"][0]["scores"][0]
         .get("samples")
         .is_none());
@@ -272,12 +241,9 @@ async fn return_samples_adds_each_labels_sampled_probabilities_whose_mean_is_the
 #[tokio::test]
 async fn a_top_k_beyond_the_labels_returns_every_label() {
     let app = spawn_app().await;
-    let answer: Value = app
-        .post("/v1/classify", json!({"inputs": "Who ?", "top_k": 50}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": "Who ?", "top_k": 50}))
+        .await;
     assert_eq!(
         answer["predictions"][0]["scores"].as_array().unwrap().len(),
         6

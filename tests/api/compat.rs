@@ -1,4 +1,4 @@
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::run_python_script;
 use crate::helpers::spawn_app;
@@ -6,24 +6,18 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn predict_answers_like_text_embeddings_inference() {
     let app = spawn_app().await;
-    let single: Value = app
-        .post("/predict", json!({"inputs": "Who wrote Hamlet ?"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let single = app
+        .post_json("/predict", json!({"inputs": "Who wrote Hamlet ?"}))
+        .await;
     let single = single.as_array().unwrap();
     assert_eq!(single.len(), 6);
     assert!(single[0]["label"].is_string() && single[0]["score"].is_number());
-    let batch: Value = app
-        .post(
+    let batch = app
+        .post_json(
             "/predict",
             json!({"inputs": ["Who wrote Hamlet ?", "Where is Lima ?"], "raw_scores": true}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(batch.as_array().unwrap().len(), 2);
     assert_eq!(batch[0].as_array().unwrap().len(), 6);
     app.stop().await.unwrap();
@@ -33,21 +27,15 @@ async fn predict_answers_like_text_embeddings_inference() {
 async fn predict_with_raw_scores_answers_the_logits_as_text_embeddings_inference_does() {
     let app = spawn_app().await;
     let text = "Who wrote Hamlet ?";
-    let raw: Value = app
-        .post("/predict", json!({"inputs": text, "raw_scores": true}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let logits: Value = app
-        .post(
+    let raw = app
+        .post_json("/predict", json!({"inputs": text, "raw_scores": true}))
+        .await;
+    let logits = app
+        .post_json(
             "/",
             json!({"inputs": text, "parameters": {"function_to_apply": "none"}}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(raw, logits[0], "raw scores are the logits");
     let sum: f64 = raw
         .as_array()
@@ -62,26 +50,20 @@ async fn predict_with_raw_scores_answers_the_logits_as_text_embeddings_inference
 #[tokio::test]
 async fn the_root_route_answers_like_the_hugging_face_inference_api() {
     let app = spawn_app().await;
-    let body: Value = app
-        .post(
+    let body = app
+        .post_json(
             "/",
             json!({"inputs": "Who wrote Hamlet ?", "parameters": {"top_k": 2}}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(body.as_array().unwrap().len(), 1);
     assert_eq!(body[0].as_array().unwrap().len(), 2);
-    let logits: Value = app
-        .post(
+    let logits = app
+        .post_json(
             "/",
             json!({"inputs": ["a", "b"], "parameters": {"function_to_apply": "none"}}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(logits.as_array().unwrap().len(), 2);
     let bad = app
         .post(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::common::trec6_questions;
-use crate::helpers::{fixture_with_calibration, spawn_app, spawn_app_for, test_settings};
+use crate::helpers::{fixture_with_calibration, json_of, spawn_app, spawn_app_for, test_settings};
 
 /// Questions the fixture model never saw (lines 1301–1500 of trec6; it was
 /// trained on lines 1–800 and calibrated on 801–1300).
@@ -22,10 +22,6 @@ fn unseen_texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn prediction_sets_at_alpha_cover_about_one_minus_alpha_of_unseen_questions() {
     let app = spawn_app().await;
@@ -34,11 +30,9 @@ async fn prediction_sets_at_alpha_cover_about_one_minus_alpha_of_unseen_question
     let mut sizes = 0;
     for chunk in questions.chunks(16) {
         let texts: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
-        let answer = json_of(
-            app.post("/v1/classify", json!({"inputs": texts, "alpha": 0.1}))
-                .await,
-        )
-        .await;
+        let answer = app
+            .post_json("/v1/classify", json!({"inputs": texts, "alpha": 0.1}))
+            .await;
         assert_eq!(answer["alpha"], 0.1);
         for ((_, label), p) in chunk.iter().zip(answer["predictions"].as_array().unwrap()) {
             let set: Vec<&str> = p["prediction_set"]
@@ -72,11 +66,9 @@ async fn a_smaller_alpha_never_gives_a_smaller_set_and_sets_are_for_each_mode() 
     let text = "What is the capital of Peru ?";
     let mut previous = 0;
     for alpha in [0.5, 0.2, 0.1, 0.02] {
-        let answer = json_of(
-            app.post("/v1/classify", json!({"inputs": text, "alpha": alpha}))
-                .await,
-        )
-        .await;
+        let answer = app
+            .post_json("/v1/classify", json!({"inputs": text, "alpha": alpha}))
+            .await;
         let size = answer["predictions"][0]["prediction_set"]
             .as_array()
             .unwrap()
@@ -85,14 +77,12 @@ async fn a_smaller_alpha_never_gives_a_smaller_set_and_sets_are_for_each_mode() 
         previous = size;
     }
     for mode in ["full", "head"] {
-        let answer = json_of(
-            app.post(
+        let answer = app
+            .post_json(
                 "/v1/classify/uncertainty",
                 json!({"inputs": text, "alpha": 0.1, "mode": mode, "samples": 10, "seed": 3}),
             )
-            .await,
-        )
-        .await;
+            .await;
         assert_eq!(answer["alpha"], 0.1, "{mode}");
         assert!(!answer["predictions"][0]["prediction_set"]
             .as_array()
@@ -100,7 +90,7 @@ async fn a_smaller_alpha_never_gives_a_smaller_set_and_sets_are_for_each_mode() 
             .is_empty());
     }
     // Without alpha there is no set, and no abstention without a policy.
-    let plain = json_of(app.post("/v1/classify", json!({"inputs": text})).await).await;
+    let plain = app.post_json("/v1/classify", json!({"inputs": text})).await;
     assert!(plain.get("alpha").is_none());
     assert!(plain["predictions"][0].get("prediction_set").is_none());
     assert!(plain["predictions"][0].get("abstain").is_none());
@@ -111,7 +101,9 @@ async fn a_smaller_alpha_never_gives_a_smaller_set_and_sets_are_for_each_mode() 
 async fn a_threshold_policy_abstains_exactly_where_the_score_crosses_it() {
     let app = spawn_app().await;
     let texts: Vec<String> = unseen_texts(16);
-    let plain = json_of(app.post("/v1/classify", json!({"inputs": texts})).await).await;
+    let plain = app
+        .post_json("/v1/classify", json!({"inputs": texts}))
+        .await;
     let mut scores: Vec<f64> = plain["predictions"]
         .as_array()
         .unwrap()
@@ -121,14 +113,10 @@ async fn a_threshold_policy_abstains_exactly_where_the_score_crosses_it() {
     scores.sort_by(f64::total_cmp);
     // The median score itself: the prediction exactly at the threshold is answered.
     let threshold = scores[8];
-    let answer = json_of(
-        app.post(
-            "/v1/classify",
-            json!({"inputs": texts, "abstain": {"score": "max_probability", "threshold": threshold}}),
-        )
-        .await,
-    )
-    .await;
+    let policy = json!({"score": "max_probability", "threshold": threshold});
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": texts, "abstain": policy}))
+        .await;
     assert_eq!(answer["abstention"]["score"], "max_probability");
     assert_eq!(answer["abstention"]["threshold"], threshold);
     let mut abstained = 0;
@@ -160,15 +148,13 @@ async fn a_threshold_policy_abstains_exactly_where_the_score_crosses_it() {
 async fn a_coverage_policy_resolves_to_a_threshold_from_the_calibration_split() {
     let app = spawn_app().await;
     let texts: Vec<String> = unseen_texts(16);
-    let answer = json_of(
-        app.post(
+    let answer = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": texts, "samples": 10, "seed": 1,
                    "abstain": {"score": "predictive_entropy", "coverage": 0.7}}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let rule = &answer["abstention"];
     assert_eq!(rule["coverage"], 0.7);
     let threshold = rule["threshold"].as_f64().unwrap();
@@ -178,14 +164,12 @@ async fn a_coverage_policy_resolves_to_a_threshold_from_the_calibration_split() 
         assert_eq!(p["abstain"], above, "{p}");
     }
     // The same policy for the deterministic model uses its own calibration scores.
-    let deterministic = json_of(
-        app.post(
+    let deterministic = app
+        .post_json(
             "/v1/classify",
             json!({"inputs": texts, "abstain": {"score": "predictive_entropy", "coverage": 0.7}}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_ne!(deterministic["abstention"]["threshold"], rule["threshold"]);
     app.stop().await.unwrap();
 }
@@ -250,7 +234,7 @@ async fn a_model_without_calibration_refuses_sets_and_says_how_to_get_them() {
     let dir = tempfile::tempdir().unwrap();
     let model = fixture_with_calibration(dir.path(), |_| None);
     let app = spawn_app_for(model, test_settings()).await;
-    let info = json_of(app.get("/v1/model").await).await;
+    let info = app.get_json("/v1/model").await;
     assert!(info["calibration"].is_null(), "{}", info["calibration"]);
     let r = app
         .post("/v1/classify", json!({"inputs": "Who ?", "alpha": 0.1}))
@@ -277,7 +261,7 @@ async fn a_models_default_policy_applies_unless_the_request_turns_it_off() {
         Some(c)
     });
     let app = spawn_app_for(model, test_settings()).await;
-    let info = json_of(app.get("/v1/model").await).await;
+    let info = app.get_json("/v1/model").await;
     assert_eq!(
         info["calibration"],
         json!({"examples": 500, "mc_samples": 10, "modes": ["full", "head", "top"], "feature_distance": true,
@@ -286,20 +270,16 @@ async fn a_models_default_policy_applies_unless_the_request_turns_it_off() {
                "abstention": {"score": "max_probability", "threshold": 0.999}})
     );
     let text = "What does NASA stand for ?";
-    let by_default = json_of(app.post("/v1/classify", json!({"inputs": text})).await).await;
+    let by_default = app.post_json("/v1/classify", json!({"inputs": text})).await;
     assert_eq!(by_default["abstention"]["threshold"], 0.999);
     assert_eq!(by_default["predictions"][0]["abstain"], true);
-    let asked = json_of(
-        app.post("/v1/classify", json!({"inputs": text, "abstain": true}))
-            .await,
-    )
-    .await;
+    let asked = app
+        .post_json("/v1/classify", json!({"inputs": text, "abstain": true}))
+        .await;
     assert_eq!(asked["predictions"][0]["abstain"], true);
-    let off = json_of(
-        app.post("/v1/classify", json!({"inputs": text, "abstain": false}))
-            .await,
-    )
-    .await;
+    let off = app
+        .post_json("/v1/classify", json!({"inputs": text, "abstain": false}))
+        .await;
     assert!(off.get("abstention").is_none());
     assert!(off["predictions"][0].get("abstain").is_none());
     app.stop().await.unwrap();
@@ -327,8 +307,9 @@ async fn every_answer_says_how_far_the_text_lies_from_the_training_data() {
         async move {
             let mut percentiles = Vec::new();
             for chunk in texts.chunks(16) {
-                let answer =
-                    json_of(app.post("/v1/classify", json!({"inputs": chunk})).await).await;
+                let answer = app
+                    .post_json("/v1/classify", json!({"inputs": chunk}))
+                    .await;
                 for p in answer["predictions"].as_array().unwrap() {
                     assert!(p["feature_distance"].as_f64().unwrap() >= 0.0, "{p}");
                     percentiles.push(p["distance_percentile"].as_f64().unwrap());
@@ -349,15 +330,15 @@ async fn every_answer_says_how_far_the_text_lies_from_the_training_data() {
     );
 
     // The uncertainty endpoint gives the same distance (one deterministic pass).
-    let sampled = json_of(
-        app.post(
+    let sampled = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": sms[0], "samples": 5, "seed": 1, "mode": "head"}),
         )
-        .await,
-    )
-    .await;
-    let plain = json_of(app.post("/v1/classify", json!({"inputs": sms[0]})).await).await;
+        .await;
+    let plain = app
+        .post_json("/v1/classify", json!({"inputs": sms[0]}))
+        .await;
     assert_eq!(
         sampled["predictions"][0]["feature_distance"],
         plain["predictions"][0]["feature_distance"]

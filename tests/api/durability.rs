@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, PrivatePostgres, TestDatabase};
-use crate::helpers::spawn_app_with;
+use crate::helpers::{json_answer, spawn_app_with};
 use crate::on_both_databases;
 
 /// `candor serve` as a separate process, so it can be signalled.
@@ -261,7 +261,7 @@ async fn predictions_are_answered_while_postgres_is_down_and_logged_once_it_is_b
         let text = format!("Question {i} asked while the database is down ?");
         ids.extend(classify_ids(&app, &[&text]).await);
     }
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["ready"], true, "predictions are still served");
     assert_eq!(ready["database"], "unavailable");
     let feedback = app
@@ -289,7 +289,7 @@ async fn predictions_are_answered_while_postgres_is_down_and_logged_once_it_is_b
         assert!(Instant::now() < deadline, "the backlog did not land");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["database"], "ok");
     assert_eq!(ready["log_backlog"], 0);
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -307,14 +307,8 @@ async fn two_serve_processes_on_one_postgres_database_see_each_others_feedback()
         client
             .post(format!("{address}/v1/classify"))
             .json(&json!({ "inputs": text }))
-            .send()
     };
-    let answer: Value = classify(&first.address, "Who wrote Hamlet ?")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_answer(classify(&first.address, "Who wrote Hamlet ?")).await;
     let id = answer["predictions"][0]["id"].clone();
     // Feedback on the second server about the first one's prediction.
     let given = client
@@ -324,17 +318,13 @@ async fn two_serve_processes_on_one_postgres_database_see_each_others_feedback()
         .await
         .unwrap();
     assert_eq!(given.status(), 201);
-    classify(&second.address, "Where is Lima ?").await.unwrap();
-    second.signal("TERM");
-    assert!(second.wait(Duration::from_secs(20)).success());
-    let stats: Value = client
-        .get(format!("{}/v1/stats", first.address))
+    classify(&second.address, "Where is Lima ?")
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(20)).success());
+    let stats = json_answer(client.get(format!("{}/v1/stats", first.address))).await;
     assert_eq!(stats["feedback"], 1);
     assert_eq!(stats["predictions"], 2);
 }

@@ -4,17 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{spawn_app, spawn_app_with, status_and_type, test_settings};
 use crate::on_both_databases;
-
-async fn status_and_type(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.expect("errors are JSON");
-    (
-        status,
-        body["type"].as_str().unwrap_or_default().to_string(),
-    )
-}
 
 #[tokio::test]
 async fn a_body_not_declared_as_json_is_refused_so_browsers_cannot_post_cross_site() {
@@ -219,12 +210,7 @@ async fn nul_body(backend: Backend) {
         )
         .await;
     assert_eq!(after.status(), 200);
-    let queue: Value = app
-        .get("/v1/review-queue?limit=10")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let queue = app.get_json("/v1/review-queue?limit=10").await;
     let texts: Vec<&str> = queue["items"]
         .as_array()
         .unwrap()

@@ -1,13 +1,6 @@
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, test_settings};
-
-async fn error_of(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.expect("errors are JSON");
-    assert!(body["error"].is_string(), "{body}");
-    (status, body["type"].as_str().unwrap().to_string())
-}
+use crate::helpers::{spawn_app, spawn_app_with, status_and_type, test_settings};
 
 #[tokio::test]
 async fn every_bad_request_gets_a_json_error_with_a_stable_type() {
@@ -21,15 +14,15 @@ async fn every_bad_request_gets_a_json_error_with_a_stable_type() {
             .send()
     };
     assert_eq!(
-        error_of(raw(b"{not json").await.unwrap()).await,
+        status_and_type(raw(b"{not json").await.unwrap()).await,
         (422, "invalid_json".into())
     );
     assert_eq!(
-        error_of(raw(b"").await.unwrap()).await,
+        status_and_type(raw(b"").await.unwrap()).await,
         (422, "invalid_json".into())
     );
     assert_eq!(
-        error_of(raw(b"{\"inputs\": \"\xff\xfe\"}").await.unwrap()).await,
+        status_and_type(raw(b"{\"inputs\": \"\xff\xfe\"}").await.unwrap()).await,
         (400, "invalid_encoding".into())
     );
     let cases = [
@@ -49,7 +42,7 @@ async fn every_bad_request_gets_a_json_error_with_a_stable_type() {
     ];
     for (body, status, kind) in cases {
         assert_eq!(
-            error_of(app.post("/v1/classify", body.clone()).await).await,
+            status_and_type(app.post("/v1/classify", body.clone()).await).await,
             (status, kind.into()),
             "{body}"
         );
@@ -65,15 +58,15 @@ async fn every_bad_request_gets_a_json_error_with_a_stable_type() {
     }
     let huge = "word ".repeat(20_000);
     assert_eq!(
-        error_of(app.post("/v1/classify", json!({"inputs": huge})).await).await,
+        status_and_type(app.post("/v1/classify", json!({"inputs": huge})).await).await,
         (413, "body_too_large".into())
     );
     assert_eq!(
-        error_of(app.get("/v2/nothing").await).await,
+        status_and_type(app.get("/v2/nothing").await).await,
         (404, "not_found".into())
     );
     assert_eq!(
-        error_of(app.get("/v1/classify").await).await,
+        status_and_type(app.get("/v1/classify").await).await,
         (405, "method_not_allowed".into())
     );
     app.stop().await.unwrap();
@@ -85,7 +78,7 @@ async fn long_texts_are_truncated_by_default_and_rejected_when_truncation_is_off
     let long = "what is the name of the longest river in the world ".repeat(20);
     let r = app.post("/v1/classify", json!({"inputs": long})).await;
     assert_eq!(r.status(), 200);
-    let (status, kind) = error_of(
+    let (status, kind) = status_and_type(
         app.post(
             "/v1/classify",
             json!({"inputs": ["short", long], "truncate": false}),
@@ -102,7 +95,8 @@ async fn with_an_api_key_the_api_needs_a_bearer_token_but_health_and_metrics_sta
     let mut settings = test_settings();
     settings.api_key = Some("s3cret".into());
     let app = spawn_app_with(settings).await;
-    let (status, kind) = error_of(app.post("/v1/classify", json!({"inputs": "hi"})).await).await;
+    let (status, kind) =
+        status_and_type(app.post("/v1/classify", json!({"inputs": "hi"})).await).await;
     assert_eq!((status, kind.as_str()), (401, "unauthorized"));
     let wrong = app
         .client

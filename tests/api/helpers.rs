@@ -8,6 +8,7 @@ use candor::serve::engine::BatchSettings;
 use candor::serve::listen::ConnectionSettings;
 use candor::serve::models::ModelSpec;
 use candor::serve::{Limits, SamplingLimits, ServeSettings};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::common::{fixture_model, model_copy};
@@ -59,7 +60,7 @@ pub struct TestApp {
 
 impl TestApp {
     /// POSTs JSON to `path`.
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.address))
             .json(&body)
@@ -75,6 +76,16 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// POSTs JSON to `path` and reads the answer as JSON.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        json_of(self.post(path, body).await).await
+    }
+
+    /// GETs `path` and reads the answer as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        json_of(self.get(path).await).await
     }
 
     /// Signals shutdown and waits for the server to finish.
@@ -96,6 +107,36 @@ impl TestApp {
     pub async fn finished(self) -> anyhow::Result<()> {
         self.server.await?
     }
+}
+
+/// The body of `response` as JSON.
+pub async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// Sends `request` and reads the answer as JSON: for the requests
+/// [`TestApp`]'s methods do not make (with an API key, to a `candor serve`
+/// process, to chromedriver).
+pub async fn json_answer(request: reqwest::RequestBuilder) -> Value {
+    json_of(request.send().await.expect("request sent")).await
+}
+
+/// A refused request's status, error `type` and message; fails the test
+/// unless the body is the service's JSON error, with both.
+pub async fn error_of(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("errors are JSON");
+    let text = |field: &str| match body[field].as_str() {
+        Some(text) => text.to_string(),
+        None => panic!("a {status} error without `{field}`: {body}"),
+    };
+    (status, text("type"), text("error"))
+}
+
+/// A refused request's status and error `type` (see [`error_of`]).
+pub async fn status_and_type(response: reqwest::Response) -> (u16, String) {
+    let (status, kind, _) = error_of(response).await;
+    (status, kind)
 }
 
 /// Starts a server with `settings` and waits until it is ready.
@@ -145,7 +186,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// An answer with its prediction ids removed: every prediction gets a fresh
 /// id, so reproducibility is about everything else.
-pub fn without_ids(mut answer: serde_json::Value) -> serde_json::Value {
+pub fn without_ids(mut answer: Value) -> Value {
     if let Some(object) = answer.as_object_mut() {
         object.remove("id");
     }
@@ -204,11 +245,11 @@ pub fn fixture_copy(dir: &std::path::Path, name: &str) -> PathBuf {
 /// is changed by `edit` (or removed when `edit` returns `None`).
 pub fn fixture_with_calibration(
     dir: &std::path::Path,
-    edit: impl Fn(serde_json::Value) -> Option<serde_json::Value>,
+    edit: impl Fn(Value) -> Option<Value>,
 ) -> PathBuf {
     let model = fixture_copy(dir, "tiny-trec6");
     let path = model.join("calibration.json");
-    let calibration: serde_json::Value =
+    let calibration: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     match edit(calibration) {
         Some(v) => std::fs::write(&path, v.to_string()).unwrap(),

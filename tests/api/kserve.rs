@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::common::run_python_script;
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{json_of, spawn_app, TestApp};
 
 const MODEL: &str = "tiny-trec6";
 
@@ -34,14 +34,11 @@ async fn tritonclient_classifies_and_samples_with_binary_and_json_tensors() {
     };
     // The same texts through candor's own route give the same labels.
     let own = app
-        .post(
+        .post_json(
             "/v1/classify",
             json!({"inputs": ["Who wrote Hamlet?", "How far is the moon?"]}),
         )
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+        .await;
     let own_labels: Vec<&str> = own["predictions"]
         .as_array()
         .unwrap()
@@ -66,13 +63,13 @@ async fn health_readiness_and_metadata_answer_as_the_protocol_says() {
     ] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }
-    let metadata: Value = app.get("/v2/models/tiny-trec6").await.json().await.unwrap();
+    let metadata = app.get_json("/v2/models/tiny-trec6").await;
     assert_eq!(
         metadata["inputs"][0],
         json!({"name": "text", "datatype": "BYTES", "shape": [-1]})
     );
     assert_eq!(metadata["outputs"][1]["shape"], json!([-1, 6]));
-    let server: Value = app.get("/v2").await.json().await.unwrap();
+    let server = app.get_json("/v2").await;
     assert_eq!(server["name"], "candor");
     app.stop().await.unwrap();
 }
@@ -80,11 +77,8 @@ async fn health_readiness_and_metadata_answer_as_the_protocol_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_tensors_answer_labels_probabilities_and_on_request_uncertainty() {
     let app = spawn_app().await;
-    let plain: Value = infer(&app, MODEL, texts(json!(["Who wrote Hamlet?", "Why?"])))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let plain =
+        json_of(infer(&app, MODEL, texts(json!(["Who wrote Hamlet?", "Why?"]))).await).await;
     let outputs = plain["outputs"].as_array().unwrap();
     let names: Vec<&str> = outputs
         .iter()
@@ -97,7 +91,7 @@ async fn json_tensors_answer_labels_probabilities_and_on_request_uncertainty() {
     sampled["inputs"][0]["shape"] = json!([2, 1]);
     sampled["parameters"] = json!({"samples": 5, "seed": 3});
     sampled["outputs"] = json!([{"name": "mutual_information"}, {"name": "std"}]);
-    let answer: Value = infer(&app, MODEL, sampled).await.json().await.unwrap();
+    let answer = json_of(infer(&app, MODEL, sampled).await).await;
     let names: Vec<&str> = answer["outputs"]
         .as_array()
         .unwrap()

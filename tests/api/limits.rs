@@ -3,26 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app_with, test_settings};
-
-async fn error_of(r: reqwest::Response) -> (u16, String, String) {
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.expect("errors are JSON");
-    (
-        status,
-        body["type"].as_str().unwrap_or_default().to_string(),
-        body["error"].as_str().unwrap_or_default().to_string(),
-    )
-}
+use crate::helpers::{error_of, spawn_app_with, test_settings};
 
 #[tokio::test]
 async fn a_megabyte_text_is_cut_to_the_character_limit_or_refused_without_truncation() {
     let mut settings = test_settings();
     settings.limits.max_body_bytes = 2 << 20;
     let app = spawn_app_with(settings).await;
-    let model: Value = app.get("/v1/model").await.json().await.unwrap();
+    let model = app.get_json("/v1/model").await;
     let max_chars = model["limits"]["max_input_chars"].as_u64().unwrap();
     assert_eq!(max_chars, 20 * model["max_length"].as_u64().unwrap());
     let huge = "a ".repeat(1 << 19);
@@ -92,7 +82,7 @@ async fn a_request_over_the_cost_budget_is_refused_naming_the_limit() {
         app.post("/v1/classify/uncertainty", head).await.status(),
         200
     );
-    let model: Value = app.get("/v1/model").await.json().await.unwrap();
+    let model = app.get_json("/v1/model").await;
     assert_eq!(model["limits"]["max_request_cost"], 5_000);
     app.stop().await.unwrap();
 }
@@ -102,7 +92,7 @@ async fn the_derived_budget_refuses_what_the_engine_cannot_finish_within_the_tim
     let mut settings = test_settings();
     settings.limits.request_timeout = Duration::from_millis(50);
     let app = spawn_app_with(settings).await;
-    let model: Value = app.get("/v1/model").await.json().await.unwrap();
+    let model = app.get_json("/v1/model").await;
     let budget = model["limits"]["max_request_cost"].as_u64().unwrap();
     // 16 inputs × 48 tokens × (100 samples + 1 pass for the feature distance).
     let maximal_cost = 16 * 48 * 101;

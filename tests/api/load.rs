@@ -9,12 +9,9 @@ use crate::helpers::{spawn_app, spawn_app_with, test_settings, without_ids};
 async fn the_same_seed_is_bit_identical_whatever_shares_its_batch_under_concurrent_load() {
     let app = spawn_app().await;
     let probe = json!({"inputs": "What is the capital of Peru ?", "samples": 12, "seed": 99});
-    let reference: Value = app
-        .post("/v1/classify/uncertainty", probe.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let reference = app
+        .post_json("/v1/classify/uncertainty", probe.clone())
+        .await;
     let others = [
         "Who painted the Mona Lisa and when did he live ?",
         "How far is it ?",

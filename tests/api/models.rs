@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{fixture_variant, spawn_app_serving, test_settings, TestApp};
+use crate::helpers::{fixture_variant, json_of, spawn_app_serving, test_settings, TestApp};
 use crate::on_both_databases;
 
 const QUESTION: &str = "Who wrote Hamlet?";
@@ -24,16 +24,12 @@ async fn two_models(dir: &std::path::Path, settings: candor::serve::ServeSetting
     spawn_app_serving(models, settings).await
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.expect("a JSON body")
-}
-
 async fn scores(app: &TestApp, model: Option<&str>) -> Value {
     let mut body = json!({"inputs": QUESTION});
     if let Some(model) = model {
         body["model"] = json!(model);
     }
-    let answer = json_of(app.post("/v1/classify", body).await).await;
+    let answer = app.post_json("/v1/classify", body).await;
     json!({"model": answer["model"], "scores": answer["predictions"][0]["scores"]})
 }
 
@@ -51,14 +47,12 @@ async fn a_request_answers_with_the_model_it_names_and_with_the_first_otherwise(
         tiny["scores"], flipped["scores"],
         "the two models answered alike"
     );
-    let sampled = json_of(
-        app.post(
+    let sampled = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": QUESTION, "model": "flipped", "samples": 4, "seed": 1}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(sampled["model"], "flipped");
     app.stop().await.unwrap();
 }
@@ -89,7 +83,7 @@ async fn an_unknown_model_is_a_404_that_names_the_models_served() {
 async fn the_models_route_lists_every_model_with_its_labels_size_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let app = two_models(dir.path(), test_settings()).await;
-    let list = json_of(app.get("/v1/models").await).await;
+    let list = app.get_json("/v1/models").await;
     assert_eq!(list["default"], "tiny");
     let models = list["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
@@ -101,10 +95,10 @@ async fn the_models_route_lists_every_model_with_its_labels_size_and_hash() {
         assert_eq!(model["ready"], true);
     }
     assert_ne!(models[0]["weights_sha256"], models[1]["weights_sha256"]);
-    let one = json_of(app.get("/v1/models/flipped").await).await;
+    let one = app.get_json("/v1/models/flipped").await;
     assert_eq!(one["name"], "flipped");
     assert_eq!(one["weights_sha256"], models[1]["weights_sha256"]);
-    let default = json_of(app.get("/v1/model").await).await;
+    let default = app.get_json("/v1/model").await;
     assert_eq!(default["weights_sha256"], models[0]["weights_sha256"]);
     app.stop().await.unwrap();
 }
@@ -121,12 +115,14 @@ async fn logged_by_model_body(backend: Backend) {
         let body = json!({"inputs": [QUESTION, "How far is the moon?"], "model": model});
         assert_eq!(app.post("/v1/classify", body).await.status(), 200);
     }
-    let queue = json_of(app.get("/v1/review-queue?model=flipped&limit=10").await).await;
+    let queue = app
+        .get_json("/v1/review-queue?model=flipped&limit=10")
+        .await;
     assert_eq!(queue["model"], "flipped");
     assert_eq!(queue["items"].as_array().unwrap().len(), 2, "{queue}");
     let stats = |model: &'static str| {
         let app = &app;
-        async move { json_of(app.get(&format!("/v1/stats?model={model}")).await).await }
+        async move { app.get_json(&format!("/v1/stats?model={model}")).await }
     };
     assert_eq!(stats("flipped").await["predictions"], 4);
     assert_eq!(stats("tiny").await["predictions"], 2);

@@ -1,11 +1,11 @@
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn the_model_route_describes_the_served_model() {
     let app = spawn_app().await;
-    let info: Value = app.get("/v1/model").await.json().await.unwrap();
+    let info = app.get_json("/v1/model").await;
     assert_eq!(info["name"], "tiny-trec6");
     assert_eq!(info["labels"].as_array().unwrap().len(), 6);
     assert_eq!(info["hidden_size"], 32);
@@ -19,9 +19,9 @@ async fn the_model_route_describes_the_served_model() {
 async fn health_readiness_openapi_and_docs_answer() {
     let app = spawn_app().await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["ready"], true);
-    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let spec = app.get_json("/openapi.json").await;
     for path in [
         "/v1/classify",
         "/v1/classify/uncertainty",
@@ -98,7 +98,7 @@ async fn metrics_count_requests_by_route_and_status() {
 #[tokio::test]
 async fn the_committed_openapi_document_is_what_the_server_serves() {
     let app = spawn_app().await;
-    let served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let served = app.get_json("/openapi.json").await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
     if std::env::var_os("CANDOR_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, serde_json::to_string_pretty(&served).unwrap() + "\n").unwrap();

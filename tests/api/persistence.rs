@@ -9,14 +9,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{json_of, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 const LABELS: [&str; 6] = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
-
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.expect("a JSON body")
-}
 
 on_both_databases!(
     migrations_create_the_schema_and_running_them_again_changes_nothing,
@@ -78,22 +74,18 @@ on_both_databases!(
 async fn logged_body(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = spawn_app_with(settings_with_database(&db.url)).await;
-    let plain = json_of(
-        app.post(
+    let plain = app
+        .post_json(
             "/v1/classify",
             json!({"inputs": ["Who wrote Hamlet ?", "How far is the Moon ?"]}),
         )
-        .await,
-    )
-    .await;
-    let sampled = json_of(
-        app.post(
+        .await;
+    let sampled = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": "What is a fjord ?", "samples": 8, "seed": 7}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let tei = app
         .post("/predict", json!({"inputs": "Where is Lima ?"}))
         .await;
@@ -143,14 +135,12 @@ on_both_databases!(
 async fn feedback_body(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = spawn_app_with(settings_with_database(&db.url)).await;
-    let answer = json_of(
-        app.post(
+    let answer = app
+        .post_json(
             "/v1/classify",
             json!({"inputs": ["Who wrote Hamlet ?", "How far is the Moon ?"]}),
         )
-        .await,
-    )
-    .await;
+        .await;
     let first = &answer["predictions"][0];
     let other = LABELS
         .iter()
@@ -167,7 +157,7 @@ async fn feedback_body(backend: Backend) {
     let receipt = json_of(given).await;
     assert_eq!(receipt["correct"], false);
     assert_eq!(receipt["predicted_label"], first["label"]);
-    let stats = json_of(app.get("/v1/stats").await).await;
+    let stats = app.get_json("/v1/stats").await;
     assert_eq!(stats["predictions"], 2);
     assert_eq!(stats["feedback"], 1);
     assert_eq!(stats["accuracy"], 0.0);
@@ -179,7 +169,7 @@ async fn feedback_body(backend: Backend) {
         )
         .await;
     assert_eq!(replaced.status(), 201);
-    let stats = json_of(app.get("/v1/stats").await).await;
+    let stats = app.get_json("/v1/stats").await;
     assert_eq!(stats["feedback"], 1, "feedback replaces, not adds");
     assert_eq!(stats["accuracy"], 1.0);
     let per_label = stats["per_label"].as_array().unwrap();
@@ -207,11 +197,9 @@ on_both_databases!(
 async fn feedback_errors_body(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = spawn_app_with(settings_with_database(&db.url)).await;
-    let answer = json_of(
-        app.post("/v1/classify", json!({"inputs": "Who is Bach ?"}))
-            .await,
-    )
-    .await;
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": "Who is Bach ?"}))
+        .await;
     let id = answer["predictions"][0]["id"].clone();
     let cases = [
         (
@@ -257,11 +245,9 @@ async fn feedback_errors_body(backend: Backend) {
 #[tokio::test]
 async fn without_a_database_feedback_queue_and_stats_say_so() {
     let app = spawn_app().await;
-    let answer = json_of(
-        app.post("/v1/classify", json!({"inputs": "Who is Bach ?"}))
-            .await,
-    )
-    .await;
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": "Who is Bach ?"}))
+        .await;
     assert!(answer["predictions"][0]["id"].is_string());
     let feedback = app
         .post(
@@ -273,7 +259,7 @@ async fn without_a_database_feedback_queue_and_stats_say_so() {
     assert_eq!(json_of(feedback).await["type"], "persistence_disabled");
     assert_eq!(app.get("/v1/review-queue").await.status(), 501);
     assert_eq!(app.get("/v1/stats").await.status(), 501);
-    let ready = json_of(app.get("/readyz").await).await;
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["database"], "off");
     app.stop().await.unwrap();
 }
@@ -396,12 +382,10 @@ async fn hash_only_body(backend: Backend) {
     let mut settings = settings_with_database(&db.url);
     settings.persistence.as_mut().unwrap().store_text = false;
     let app = spawn_app_with(settings).await;
-    let answer = json_of(
-        app.post("/v1/classify", json!({"inputs": "Who is Bach ?"}))
-            .await,
-    )
-    .await;
-    let queue = json_of(app.get("/v1/review-queue").await).await;
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": "Who is Bach ?"}))
+        .await;
+    let queue = app.get_json("/v1/review-queue").await;
     assert_eq!(queue["items"][0]["id"], answer["predictions"][0]["id"]);
     assert_eq!(queue["items"][0]["text"], Value::Null);
     app.stop().await.unwrap();

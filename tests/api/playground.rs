@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::browser::Browser;
 use crate::common::fixture_model;
 use crate::database::{settings_with_database, Backend, TestDatabase};
-use crate::helpers::{spawn_app_serving, TestApp};
+use crate::helpers::{json_answer, spawn_app_serving, TestApp};
 
 const KEY: &str = "playground-key";
 
@@ -218,8 +218,7 @@ impl Playground {
     /// `GET /v1/stats` of the model.
     async fn stats(&self) -> Value {
         let url = format!("{}/v1/stats?model={}", self.app.address, self.model);
-        let answer = self.app.client.get(url).bearer_auth(KEY).send().await;
-        answer.unwrap().json().await.unwrap()
+        json_answer(self.app.client.get(url).bearer_auth(KEY)).await
     }
 
     /// Saves what the browser shows in [`screenshots`] as `name`.
@@ -231,17 +230,8 @@ impl Playground {
 
 /// The labels of the served model `name`, in order.
 async fn app_labels(app: &TestApp, name: &str) -> Value {
-    let info: Value = app
-        .client
-        .get(format!("{}/v1/models/{name}", app.address))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    info["labels"].clone()
+    let url = format!("{}/v1/models/{name}", app.address);
+    json_answer(app.client.get(url).bearer_auth(KEY)).await["labels"].clone()
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `--precision`: the arithmetic of the dense layers.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, test_settings};
 use candor::model::Precision;
@@ -14,12 +14,9 @@ const TEXTS: [&str; 4] = [
 
 /// Each label's probability for each text, in label order.
 async fn probabilities(app: &crate::helpers::TestApp) -> Vec<Vec<(String, f64)>> {
-    let body: Value = app
-        .post("/v1/classify", json!({"inputs": TEXTS}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app
+        .post_json("/v1/classify", json!({"inputs": TEXTS}))
+        .await;
     body["predictions"]
         .as_array()
         .unwrap()
@@ -45,7 +42,7 @@ async fn probabilities(app: &crate::helpers::TestApp) -> Vec<Vec<(String, f64)>>
 #[tokio::test]
 async fn a_server_computes_in_f32_unless_told_otherwise_and_says_so() {
     let app = spawn_app().await;
-    let info: Value = app.get("/v1/model").await.json().await.unwrap();
+    let info = app.get_json("/v1/model").await;
     assert_eq!(info["precision"], "f32");
 }
 
@@ -63,7 +60,7 @@ async fn answers_as_f32_does(precision: Precision, tolerance: f64) {
         ..test_settings()
     })
     .await;
-    let info: Value = app.get("/v1/model").await.json().await.unwrap();
+    let info = app.get_json("/v1/model").await;
     assert_eq!(info["precision"], precision.to_string());
     let (exact, reduced) = (probabilities(&f32_app).await, probabilities(&app).await);
     let mut largest = 0f64;
@@ -82,18 +79,8 @@ async fn answers_as_f32_does(precision: Precision, tolerance: f64) {
         "{precision} arithmetic changed nothing: is it in use?"
     );
     let ask = json!({"inputs": TEXTS[0], "samples": 8, "seed": 3});
-    let once: Value = app
-        .post("/v1/classify/uncertainty", ask.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let again: Value = app
-        .post("/v1/classify/uncertainty", ask)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let once = app.post_json("/v1/classify/uncertainty", ask.clone()).await;
+    let again = app.post_json("/v1/classify/uncertainty", ask).await;
     assert_eq!(
         crate::helpers::without_ids(once),
         crate::helpers::without_ids(again)

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use candor::store::log::{LogCounters, LogSettings, LogWriter, PredictionLog};
 use candor::store::{ModelRecord, PredictionRecord, Store};
 use prometheus::{IntCounter, IntGauge};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -133,12 +133,9 @@ async fn refused_row_body(backend: Backend) {
 async fn feedback_the_database_refuses_is_a_422_not_a_retryable_503() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let app = spawn_app_with(settings_with_database(&db.url)).await;
-    let answer: Value = app
-        .post("/v1/classify", json!({"inputs": "Who is Bach ?"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = app
+        .post_json("/v1/classify", json!({"inputs": "Who is Bach ?"}))
+        .await;
     // PostgreSQL refuses a NUL in text (SQLSTATE 22021).
     let response = app
         .post(
@@ -189,7 +186,7 @@ async fn truncated_body(backend: Backend) {
     let long = "Who composed Der Ring des Nibelungen ?";
     app.post("/v1/classify", json!({"inputs": [long, "Who is Bach ?"]}))
         .await;
-    let queue: Value = app.get("/v1/review-queue").await.json().await.unwrap();
+    let queue = app.get_json("/v1/review-queue").await;
     let items = queue["items"].as_array().unwrap();
     let cut = items.iter().find(|i| i["text"] == "Who composed ").unwrap();
     assert_eq!(cut["text_truncated"], true);

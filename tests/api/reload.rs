@@ -8,16 +8,15 @@ use candor::serve::models::ModelSpec;
 use serde_json::{json, Value};
 
 use crate::durability::ServerProcess;
-use crate::helpers::{fixture_copy, negate_classifier, spawn_app_serving, test_settings, TestApp};
+use crate::helpers::{
+    fixture_copy, json_answer, json_of, negate_classifier, spawn_app_serving, test_settings,
+    TestApp,
+};
 
 const QUESTION: &str = "Who wrote Hamlet?";
 
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.expect("a JSON body")
-}
-
 async fn sha(app: &TestApp) -> Value {
-    json_of(app.get("/v1/model").await).await["weights_sha256"].clone()
+    app.get_json("/v1/model").await["weights_sha256"].clone()
 }
 
 async fn reload(app: &TestApp) -> reqwest::Response {
@@ -40,8 +39,8 @@ async fn a_reload_switches_answers_to_the_weights_now_in_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (app, model) = serving_a_copy(dir.path()).await;
     let before = sha(&app).await;
-    let classify = || app.post("/v1/classify", json!({"inputs": QUESTION}));
-    let old_answer = json_of(classify().await).await["predictions"][0]["scores"].clone();
+    let classify = || app.post_json("/v1/classify", json!({"inputs": QUESTION}));
+    let old_answer = classify().await["predictions"][0]["scores"].clone();
     negate_classifier(&model);
     let response = reload(&app).await;
     assert_eq!(response.status(), 200);
@@ -51,7 +50,7 @@ async fn a_reload_switches_answers_to_the_weights_now_in_the_directory() {
     assert_eq!(reloaded["previous_weights_sha256"], before);
     assert_ne!(reloaded["weights_sha256"], before);
     assert_eq!(sha(&app).await, reloaded["weights_sha256"]);
-    let new_answer = json_of(classify().await).await["predictions"][0]["scores"].clone();
+    let new_answer = classify().await["predictions"][0]["scores"].clone();
     assert_ne!(old_answer, new_answer);
     app.stop().await.unwrap();
 }
@@ -160,14 +159,7 @@ async fn sighup_reloads_every_model_from_its_directory() {
     let server = ServerProcess::start_with(&model, &["--no-database"]);
     let client = reqwest::Client::new();
     let sha = || async {
-        let info: Value = client
-            .get(format!("{}/v1/model", server.address))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info = json_answer(client.get(format!("{}/v1/model", server.address))).await;
         info["weights_sha256"].clone()
     };
     let before = sha().await;

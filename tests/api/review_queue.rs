@@ -100,12 +100,7 @@ async fn paging_body(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = spawn_app_with(settings_with_database(&db.url)).await;
     fill(&db.store().await).await;
-    let whole: Value = app
-        .get("/v1/review-queue?model=m&limit=1000")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let whole = app.get_json("/v1/review-queue?model=m&limit=1000").await;
     assert_eq!(whole["next"], Value::Null);
     let whole = whole["items"].as_array().unwrap().clone();
     assert!(whole.len() > 10, "{}", whole.len());
@@ -113,7 +108,7 @@ async fn paging_body(backend: Backend) {
     let mut paged = Vec::new();
     let mut path = "/v1/review-queue?model=m&limit=2".to_string();
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page = app.get_json(&path).await;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
         paged.extend(items.iter().cloned());

@@ -1,15 +1,11 @@
 //! The uncertainty endpoint's sampling modes, `top` among them, and the
 //! nearest-neighbour distance the fixture's calibration carries.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use candor::model::{Pooling, Representation};
 
-use crate::helpers::{fixture_with_neighbours, spawn_app, spawn_app_for, test_settings};
-
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.unwrap()
-}
+use crate::helpers::{fixture_with_neighbours, json_of, spawn_app, spawn_app_for, test_settings};
 
 #[tokio::test]
 async fn top_mode_samples_the_calibrated_number_of_top_layers_and_says_so() {
@@ -27,34 +23,30 @@ async fn top_mode_samples_the_calibrated_number_of_top_layers_and_says_so() {
         assert!(!p["prediction_set"].as_array().unwrap().is_empty(), "{p}");
     }
     // Seeded: the same request gives the same samples, bit for bit.
-    let again = json_of(app.post("/v1/classify/uncertainty", body).await).await;
+    let again = app.post_json("/v1/classify/uncertainty", body).await;
     assert_eq!(
         first["predictions"][0]["scores"],
         again["predictions"][0]["scores"]
     );
     // Named explicitly, the same layers give the same answer.
-    let named = json_of(
-        app.post(
+    let named = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": ["What is the capital of Peru ?", "Who wrote Hamlet ?"],
                    "mode": "top", "top_layers": 1, "seed": 3, "alpha": 0.1}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(
         first["predictions"][1]["scores"],
         named["predictions"][1]["scores"]
     );
     // Other modes say nothing of top layers.
-    let full = json_of(
-        app.post(
+    let full = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": "Who wrote Hamlet ?", "samples": 4}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(full["mode"], "full");
     assert!(full.get("top_layers").is_none(), "{full}");
     app.stop().await.unwrap();
@@ -68,8 +60,8 @@ async fn more_top_layers_than_the_model_has_samples_them_all() {
         json!({"inputs": "Who wrote Hamlet ?", "samples": 4, "seed": 9,
                "mode": "top", "top_layers": top_layers})
     };
-    let all = json_of(app.post("/v1/classify/uncertainty", ask(1)).await).await;
-    let beyond = json_of(app.post("/v1/classify/uncertainty", ask(7)).await).await;
+    let all = app.post_json("/v1/classify/uncertainty", ask(1)).await;
+    let beyond = app.post_json("/v1/classify/uncertainty", ask(7)).await;
     assert_eq!(beyond["top_layers"], 1, "{beyond}");
     assert_eq!(
         beyond["predictions"][0]["scores"],
@@ -128,7 +120,7 @@ async fn bad_top_layers_are_422s_that_say_what_to_send() {
 #[tokio::test]
 async fn the_model_route_lists_the_modes_and_how_distance_is_measured() {
     let app = spawn_app().await;
-    let info = json_of(app.get("/v1/model").await).await;
+    let info = app.get_json("/v1/model").await;
     assert_eq!(
         info["sampling"],
         json!({"modes": ["full", "head", "top"], "max_top_layers": 1, "default_top_layers": 1})
@@ -149,7 +141,7 @@ async fn a_model_calibrated_with_neighbours_answers_with_their_cosine_distance()
     };
     let model = fixture_with_neighbours(dir.path(), embeddings);
     let app = spawn_app_for(model, test_settings()).await;
-    let info = json_of(app.get("/v1/model").await).await;
+    let info = app.get_json("/v1/model").await;
     assert_eq!(
         info["calibration"]["distance"],
         json!({"score": "knn", "representation": "layer 0 mean", "k": 10, "stored": 800})
@@ -159,15 +151,15 @@ async fn a_model_calibrated_with_neighbours_answers_with_their_cosine_distance()
         "Who wrote Hamlet ?",
         "ok lor... call me when u r free 2nite"
     ]);
-    let plain = json_of(app.post("/v1/classify", json!({"inputs": texts})).await).await;
-    let sampled = json_of(
-        app.post(
+    let plain = app
+        .post_json("/v1/classify", json!({"inputs": texts}))
+        .await;
+    let sampled = app
+        .post_json(
             "/v1/classify/uncertainty",
             json!({"inputs": texts, "mode": "top", "samples": 4}),
         )
-        .await,
-    )
-    .await;
+        .await;
     for answer in [&plain, &sampled] {
         let p = answer["predictions"].as_array().unwrap();
         let distance = |i: usize| p[i]["feature_distance"].as_f64().unwrap();
