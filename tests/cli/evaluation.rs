@@ -15,21 +15,22 @@ use crate::helpers::{
 #[test]
 fn eval_prints_a_table_of_the_deterministic_and_mc_dropout_predictors() {
     let dir = tempfile::tempdir().unwrap();
-    let data = subset(dir.path(), "trec6.jsonl", 50);
-    let o = candor_succeeds(&[
-        "eval",
-        "--model",
-        tiny_model().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--mc-samples",
-        "3",
-    ]);
-    let table = stdout(&o);
+    let table = eval_tiny(dir.path(), &[]);
     assert!(
         table.contains("deterministic") && table.contains("MC dropout (T=3)"),
         "{table}"
     );
+}
+
+/// Runs `candor eval` of the tiny model with 3 MC-dropout samples and
+/// `options` on the first 50 questions of trec6 (written in `dir`); returns
+/// what it printed.
+fn eval_tiny(dir: &Path, options: &[&str]) -> String {
+    let data = subset(dir, "trec6.jsonl", 50);
+    let mut args = vec!["eval", "--model", tiny_model().to_str().unwrap()];
+    args.extend(["--data", data.to_str().unwrap(), "--mc-samples", "3"]);
+    args.extend_from_slice(options);
+    stdout(&candor_succeeds(&args))
 }
 
 /// `candor eval --json` with every part of the report asked for, and the
@@ -44,30 +45,25 @@ struct FullReport {
 /// once for the tests that read it.
 static FULL_REPORT: LazyLock<FullReport> = LazyLock::new(|| {
     let dir = shared_dir("full-report-");
-    let data = subset(&dir, "trec6.jsonl", 50);
     let unrelated = subset(&dir, "sms_spam.jsonl", 40);
     let reference = training_split(&dir.join("split"));
     let plots = dir.join("plots");
-    let o = candor_succeeds(&[
-        "eval",
-        "--model",
-        tiny_model().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--ood",
-        unrelated.to_str().unwrap(),
-        "--mc-samples",
-        "3",
-        "--sweep",
-        "1,3,5",
-        "--plots",
-        plots.to_str().unwrap(),
-        "--reference",
-        reference.to_str().unwrap(),
-        "--json",
-    ]);
+    let printed = eval_tiny(
+        &dir,
+        &[
+            "--ood",
+            unrelated.to_str().unwrap(),
+            "--sweep",
+            "1,3,5",
+            "--plots",
+            plots.to_str().unwrap(),
+            "--reference",
+            reference.to_str().unwrap(),
+            "--json",
+        ],
+    );
     FullReport {
-        json: serde_json::from_str(&stdout(&o)).unwrap(),
+        json: serde_json::from_str(&printed).unwrap(),
         plots,
     }
 });
