@@ -44,7 +44,7 @@ struct FullReport {
 /// as the OOD set and `candor split`'s training split as reference texts; run
 /// once for the tests that read it.
 static FULL_REPORT: LazyLock<FullReport> = LazyLock::new(|| {
-    let dir = shared_dir("full-report-");
+    let dir = shared_dir("full-report");
     let unrelated = subset(&dir, "sms_spam.jsonl", 40);
     let reference = training_split(&dir.join("split"));
     let plots = dir.join("plots");

@@ -1,5 +1,6 @@
 //! Running the binary, the data its tests train on, and the models they share.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::LazyLock;
@@ -114,20 +115,67 @@ pub fn train_tiny_with(dir: &Path, extra: &[&str]) -> PathBuf {
 /// ([`crate::common::model_copy`]).
 pub fn tiny_model() -> &'static Path {
     static TRAINED: LazyLock<PathBuf> =
-        LazyLock::new(|| train_tiny_with(&shared_dir("tiny-model-"), &[]));
+        LazyLock::new(|| train_tiny_with(&shared_dir("tiny-model"), &[]));
     &TRAINED
 }
 
-/// A new directory under `target/tmp` for what the tests of one run share.
-/// It is kept after the run (a static is never dropped, so nothing could
-/// remove it at the right time), to be looked at when a test failed;
-/// `cargo clean` removes it.
-pub fn shared_dir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+/// A new directory `name` for what the tests of this run share, in the
+/// run's directory under `target/tmp`. It outlives the run (a static is never
+/// dropped, so nothing could remove it at the right time), to be looked at
+/// when a test failed; the next run removes it.
+pub fn shared_dir(name: &str) -> PathBuf {
+    let dir = this_run().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// How the directories of runs of this binary under `target/tmp` begin.
+const RUN_PREFIX: &str = "cli-run-";
+
+/// This run's directory under `target/tmp`, made when a test first asks for
+/// it, after removing those of runs that have ended. A run holds a lock on
+/// its directory's `lock` file as long as its process lives (the static keeps
+/// the file open; the system lets go when the process exits), so a run going
+/// on beside this one, another `cargo test`, keeps its directory.
+fn this_run() -> &'static Path {
+    static RUN: LazyLock<(PathBuf, File)> = LazyLock::new(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_ended_runs(tmp);
+        start_run(tmp)
+    });
+    &RUN.0
+}
+
+/// Removes the run directories in `tmp` whose lock no process holds.
+fn remove_ended_runs(tmp: &Path) {
+    for entry in std::fs::read_dir(tmp).unwrap() {
+        let path = entry.unwrap().path();
+        let is_run = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(RUN_PREFIX));
+        let ended = || File::open(path.join("lock")).is_ok_and(|lock| lock.try_lock().is_ok());
+        if is_run && ended() {
+            // A run starting beside this one may be removing it too.
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// A new run directory in `tmp` and its `lock` file, locked. The directory
+/// is named like a run only once locked, so no other run takes it for ended.
+fn start_run(tmp: &Path) -> (PathBuf, File) {
+    let starting = tempfile::Builder::new()
+        .prefix("cli-starting-")
+        .tempdir_in(tmp)
         .unwrap()
-        .keep()
+        .keep();
+    let lock = File::create(starting.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let unique = starting.file_name().unwrap().to_str().unwrap();
+    let run = tmp.join(unique.replacen("cli-starting-", RUN_PREFIX, 1));
+    std::fs::rename(&starting, &run).unwrap();
+    (run, lock)
 }
 
 /// The predictor and alpha of each conformal row in `rows`, in order.
