@@ -4,7 +4,8 @@
 //! - [`data`] reads labelled files (JSONL, CSV, TSV), validates them and makes
 //!   seeded, stratified, duplicate-safe splits.
 //! - [`model`] is the BERT encoder with real, seedable dropout, its Hugging Face
-//!   config and tokenizer, and loading/saving a model directory; `model::packed`
+//!   config and tokenizer, and loading/saving a model directory (whose
+//!   files and name `model::ModelDir` owns); `model::packed`
 //!   holds the AVX-512 dense kernels (f32, bf16, int8). It knows nothing of
 //!   HTTP or databases.
 //! - [`train`] is the offline training loop: AdamW with warm-up and decay,
@@ -14,7 +15,8 @@
 //!   vocabulary pruning, fewer layers, narrower feed-forward layers, f16
 //!   storage.
 //! - [`uncertainty`] turns Monte-Carlo dropout samples into summaries,
-//!   measures calibration and fits cascades' hand-over thresholds.
+//!   measures calibration and fits cascades' hand-over thresholds; its
+//!   `Predictor` names the predictors evaluation and training report on.
 //! - [`charts`] draws the PNG pictures (training curves, reliability diagram).
 //! - [`rng`] is the seeded generator behind every random choice.
 //! - [`serve`] is the HTTP service: axum routes over one inference thread

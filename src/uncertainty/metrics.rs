@@ -378,10 +378,7 @@ mod tests {
     const EPS: f64 = 1e-9;
 
     fn assert_close(actual: f64, expected: f64) {
-        assert!(
-            (actual - expected).abs() < EPS,
-            "expected {expected}, got {actual}"
-        );
+        crate::uncertainty::test_support::assert_within(actual, expected, EPS);
     }
 
     fn labels(names: &[&str]) -> Vec<String> {

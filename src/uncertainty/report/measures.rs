@@ -204,10 +204,7 @@ mod tests {
     const EPS: f64 = 1e-6;
 
     fn assert_close(actual: f64, expected: f64) {
-        assert!(
-            (actual - expected).abs() < EPS,
-            "{actual} is not {expected}"
-        );
+        crate::uncertainty::test_support::assert_within(actual, expected, EPS);
     }
 
     fn labels() -> Vec<String> {
