@@ -75,8 +75,9 @@ pub async fn reload(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
-    // No body, or JSON null, reloads every model.
-    let everything = std::str::from_utf8(&body).is_ok_and(|t| matches!(t.trim(), "" | "null"));
+    // No body, or JSON null, reloads every model (white space alone is neither).
+    let everything = body.is_empty()
+        || serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_null());
     let request: ReloadRequest = if everything {
         ReloadRequest::default()
     } else {
