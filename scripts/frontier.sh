@@ -54,9 +54,10 @@ seconds() { [ -f "$1/build-seconds" ] && printf '%.0f' "$(cat "$1/build-seconds"
   [ -d "$work/prune-6/final" ] && row "+ f16" "$work/prune-6/final" – || true
   for final in $(ls -d "$work"/distil-*/final "$work"/direct-*/final 2>/dev/null | sort -t- -k2 -r); do
     stage=$(dirname "$final")
-    k=${stage##*-}
+    k=${stage#*/distil-}; k=${k#*/direct-}; width=""
+    case "$k" in *-w*) width=" × ${k#*-w} neurons"; k=${k%-w*} ;; esac
     case "$stage" in
-      */distil-*) row "$k layers, distilled, f16" "$final" "$(seconds "$stage/distilled")" ;;
+      */distil-*) row "$k layers$width, distilled, f16" "$final" "$(seconds "$stage/distilled")" ;;
       */direct-*) row "MiniLM's first $k layers fine-tuned, pruned, f16" "$final" "$(seconds "$stage/trained")" ;;
     esac
   done
