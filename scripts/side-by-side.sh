@@ -8,8 +8,9 @@
 #       (scripts/reference/fastapi_service.py): POST /predict at c=1 and c=32, and an
 #       uncertainty request with 30 samples at c=1 (PyTorch: a loop of 30 passes)
 #   scripts/side-by-side.sh train [EPOCHS]   training examples/s of the tiny sentiment
-#       configuration: candor train against PyTorch (scripts/reference/torch_reference.py),
-#       on 1 and 2 threads, on the split of data/rotten_tomatoes.jsonl
+#       configuration, then of fine-tuning all-MiniLM-L6-v2 on trec6 (after
+#       scripts/get-minilm.sh): candor train against PyTorch (scripts/reference/torch_reference.py),
+#       on 1 and 2 threads, on the splits of data/rotten_tomatoes.jsonl and data/trec6.jsonl
 # DATA defaults to data/rotten_tomatoes.jsonl (the first 640 texts). Prints markdown tables
 # with candor's ratio to each reference (above 1: candor is faster). Needs wrk (apt-get
 # install wrk) and the Python environment of scripts/python-env.sh, to which this script
@@ -121,7 +122,31 @@ train() {
       sed -n 's/.*examples\/s \([0-9.]*\).*/\1/p' | tail -1)
     echo "| $threads | $ours | $theirs | $(ratio "$ours" "$theirs") |"
   done
+  fine_tune "$epochs" "$dir"
   rm -rf "$dir"
+}
+
+# Fine-tuning all-MiniLM-L6-v2 (6 layers, hidden 384) on the trec6 split as
+# scripts/build-models.sh does (batch 16, 64 word pieces, learning rate 5e-5).
+fine_tune() {
+  local epochs="$1" dir="$2" split=work/trec6/split
+  [ -f models/minilm/model.safetensors ] || { echo "(fine-tuning skipped: run scripts/get-minilm.sh models/minilm)"; return; }
+  [ -d $split ] || $candor split --data data/trec6.jsonl --seed 42 --out $split
+  echo
+  echo "fine-tuning all-MiniLM-L6-v2 on the trec6 split, batch 16, $epochs epoch(s), examples/s"
+  echo
+  echo "| threads | candor | PyTorch | ratio |"
+  echo "|---|---|---|---|"
+  for threads in 1 2; do
+    local ours theirs
+    ours=$($candor --threads $threads train --data data/trec6.jsonl --init-from models/minilm --out "$dir/f$threads" \
+      --epochs "$epochs" --batch-size 16 --max-length 64 --token-mask 0 --learning-rate 5e-5 --quiet 2>&1 |
+      sed -n 's/.*, \([0-9.]*\) examples\/s).*/\1/p')
+    theirs=$(CANDOR_TORCH_THREADS=$threads CANDOR_TORCH_BATCH=16 CANDOR_TORCH_MAX_LENGTH=64 \
+      "$python" scripts/reference/torch_reference.py $split models/minilm 5e-5 "$epochs" |
+      sed -n 's/.*examples\/s \([0-9.]*\).*/\1/p' | tail -1)
+    echo "| $threads | $ours | $theirs | $(ratio "$ours" "$theirs") |"
+  done
 }
 
 shift

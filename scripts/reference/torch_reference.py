@@ -4,7 +4,10 @@ AdamW recipe (warm-up, linear decay, batch 32, clipping 1, optional token maskin
 prints per-epoch accuracies and the test accuracy of the epoch of lowest validation loss.
 
 Usage: PYTHON torch_reference.py SPLIT_DIR CANDOR_MODEL_DIR [LR EPOCHS SEED MASK_PROB]
-(PYTHON: the interpreter scripts/python-env.sh prints; CANDOR_TORCH_THREADS: torch threads, 1.)
+(PYTHON: the interpreter scripts/python-env.sh prints; CANDOR_TORCH_THREADS: torch threads, 1;
+CANDOR_TORCH_BATCH: batch size, 32; CANDOR_TORCH_MAX_LENGTH: word pieces kept per text, the
+model's candor.max_length or 128. A config without the data's labels, such as all-MiniLM-L6-v2's,
+gets a head for the training split's labels.)
 Each epoch line ends with its training examples/s (the training loop alone).
 """
 import json,sys,random,math,copy,time
@@ -21,9 +24,14 @@ mask_p=float(sys.argv[6]) if len(sys.argv)>6 else 0.0
 torch.manual_seed(seed); random.seed(seed)
 cfg=json.load(open(f"{model_dir}/config.json"))
 config=BertConfig(**{k:v for k,v in cfg.items() if k!="candor"})
-tok=Tokenizer.from_file(f"{model_dir}/tokenizer.json"); tok.no_padding(); tok.enable_truncation(cfg.get("candor",{}).get("max_length",128))
+max_length=int(os.environ.get("CANDOR_TORCH_MAX_LENGTH",cfg.get("candor",{}).get("max_length",128)))
+tok=Tokenizer.from_file(f"{model_dir}/tokenizer.json"); tok.no_padding(); tok.enable_truncation(max_length)
 labels=[config.id2label[i] for i in range(config.num_labels)] if isinstance(list(config.id2label.keys())[0],int) else [config.id2label[str(i)] for i in range(config.num_labels)]
 L=lambda f:[json.loads(l) for l in open(f"{split}/{f}.jsonl")]
+data_labels=sorted({str(r["label"]) for r in L("train")})
+if not set(data_labels)<=set(labels):
+    labels=data_labels; config.num_labels=len(labels)
+    config.id2label={i:l for i,l in enumerate(labels)}; config.label2id={l:i for i,l in enumerate(labels)}
 def enc(rows): return [(tok.encode(r["text"]).ids,labels.index(str(r["label"]))) for r in rows]
 tr,va,te=enc(L("train")),enc(L("val")),enc(L("test"))
 model=BertForSequenceClassification(config)
@@ -47,7 +55,7 @@ def evaluate(rows):
 nd=["bias","LayerNorm.weight"]
 params=[{"params":[p for n,p in model.named_parameters() if not any(x in n for x in nd)],"weight_decay":0.01},{"params":[p for n,p in model.named_parameters() if any(x in n for x in nd)],"weight_decay":0.0}]
 opt=torch.optim.AdamW(params,lr=lr)
-bs=32; steps=math.ceil(len(tr)/bs)*epochs
+bs=int(os.environ.get("CANDOR_TORCH_BATCH","32")); steps=math.ceil(len(tr)/bs)*epochs
 sch=get_linear_schedule_with_warmup(opt,int(0.1*steps),steps)
 best=(1e9,None,0); t0=time.time()
 for ep in range(1,epochs+1):
