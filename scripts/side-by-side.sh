@@ -117,7 +117,7 @@ train() {
   for threads in 1 2; do
     local ours theirs
     ours=$($candor --threads $threads train --data data/rotten_tomatoes.jsonl --out "$dir/m$threads" \
-      --epochs "$epochs" --quiet 2>&1 | sed -n 's/.*, \([0-9.]*\) examples\/s).*/\1/p')
+      --epochs "$epochs" --mc-samples 0 --quiet 2>&1 | sed -n 's/.*, \([0-9.]*\) examples\/s).*/\1/p')
     theirs=$(CANDOR_TORCH_THREADS=$threads "$python" scripts/reference/torch_reference.py $split models/sentiment-tiny 5e-4 "$epochs" |
       sed -n 's/.*examples\/s \([0-9.]*\).*/\1/p' | tail -1)
     echo "| $threads | $ours | $theirs | $(ratio "$ours" "$theirs") |"
@@ -140,7 +140,7 @@ fine_tune() {
   for threads in 1 2; do
     local ours theirs
     ours=$($candor --threads $threads train --data data/trec6.jsonl --init-from models/minilm --out "$dir/f$threads" \
-      --epochs "$epochs" --batch-size 16 --max-length 64 --token-mask 0 --learning-rate 5e-5 --quiet 2>&1 |
+      --epochs "$epochs" --batch-size 16 --max-length 64 --token-mask 0 --learning-rate 5e-5 --mc-samples 0 --quiet 2>&1 |
       sed -n 's/.*, \([0-9.]*\) examples\/s).*/\1/p')
     theirs=$(CANDOR_TORCH_THREADS=$threads CANDOR_TORCH_BATCH=16 CANDOR_TORCH_MAX_LENGTH=64 \
       "$python" scripts/reference/torch_reference.py $split models/minilm 5e-5 "$epochs" |

@@ -34,10 +34,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Compute threads of the model (the rayon pool of candle and of candor's
-    /// dense kernel). Default: every core for a model of hidden size 256 or
-    /// more (measured faster at MiniLM size); one for smaller models, whose
-    /// second thread lost to HTTP and tokenization under load, and for
-    /// training, where a second thread was measured slower.
+    /// dense kernel). Default: every core for training (the same bits at any
+    /// count, measured faster at both model sizes) and for serving or
+    /// evaluating a model of hidden size 256 or more (measured faster at
+    /// MiniLM size); one for smaller models, whose second thread lost to HTTP
+    /// and tokenization under load.
     #[arg(long, env = "CANDOR_THREADS", global = true)]
     pub threads: Option<usize>,
     /// Arithmetic of the model's dense layers when serving, evaluating,
@@ -102,7 +103,9 @@ impl Cli {
         if let Some(threads) = self.threads {
             return threads.max(1);
         }
+        let every_core = || std::thread::available_parallelism().map_or(1, |n| n.get());
         let models: Vec<&std::path::Path> = match &self.command {
+            Command::Train(_) => return every_core(),
             Command::Serve(a) => a.model.iter().map(|m| m.dir.as_path()).collect(),
             Command::Eval(a) => vec![&a.model],
             Command::Calibrate(a) => vec![&a.model],
@@ -114,7 +117,7 @@ impl Cli {
             crate::model::read_config(dir).is_ok_and(|config| config.hidden_size >= WIDE_MODEL)
         });
         if wide {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            every_core()
         } else {
             1
         }
@@ -240,4 +243,38 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 fn load(model: &std::path::Path, precision: Precision) -> anyhow::Result<Classifier> {
     Classifier::load_with(model, precision)
         .with_context(|| format!("loading model {}", model.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn threads_for(args: &[&str]) -> usize {
+        Cli::try_parse_from(args).unwrap().compute_threads()
+    }
+
+    #[test]
+    fn training_takes_every_core_and_a_small_model_one_unless_told() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let train = ["candor", "train", "--data", "d.jsonl", "--out", "m"];
+        assert_eq!(threads_for(&train), cores);
+        let tiny = env!("CARGO_MANIFEST_DIR").to_string() + "/models/sentiment-tiny";
+        assert_eq!(
+            threads_for(&["candor", "predict", "--model", &tiny, "x"]),
+            1
+        );
+        let told = [
+            "candor",
+            "--threads",
+            "3",
+            "train",
+            "--data",
+            "d",
+            "--out",
+            "m",
+        ];
+        assert_eq!(threads_for(&told), 3);
+    }
 }
