@@ -45,7 +45,7 @@ fn dense(rows: usize, inputs: usize, outputs: usize, activation: Activation) -> 
         PackedDense::new(&weight, &bias)?,
         PackedDense::new(&halves, &bias)?,
     ) else {
-        println!("this CPU has no AVX-512F: the packed kernel is not used");
+        println!("this CPU has neither AVX-512F nor AVX2 with FMA: the packed kernel is not used");
         return Ok(());
     };
     let gflops = |us: f64| 2.0 * (rows * inputs * outputs) as f64 / us / 1e3;

@@ -56,7 +56,7 @@ impl PackedDense {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{max_difference, random};
-    use super::super::{Panels, Precision};
+    use super::super::{Panels, Precision, Simd};
     use super::*;
     use candle_core::{DType, Device, Tensor};
 
@@ -81,7 +81,7 @@ mod tests {
             })
             .collect();
         let zero_bias = Tensor::zeros(outputs, DType::F32, &Device::Cpu).unwrap();
-        let packed = PackedDense::pack(weight, &zero_bias, Precision::F32).unwrap();
+        let packed = PackedDense::pack(weight, &zero_bias, Precision::F32, Simd::Avx512).unwrap();
         let Panels::F32(panels) = &packed.panels else {
             unreachable!("random weights are not exact halves")
         };

@@ -13,18 +13,21 @@
 //! `candor compress --f16`) is packed as f16 and widened in the kernel: the
 //! same numbers, half the memory traffic.
 //!
-//! Used only where the CPU has AVX-512F (checked at run time); elsewhere, and
-//! for training (which needs candle's gradients), [`PackedDense::new`]
-//! returns `None` and the caller keeps candle's matrix product. Results
-//! agree with candle's to float rounding (tested).
+//! Used where the CPU has AVX-512F, or for f32 AVX2 with FMA and F16C
+//! (256-bit registers, the same sums in the same order, so the same bits:
+//! tested); elsewhere, and for training (which needs candle's gradients),
+//! [`PackedDense::new`] returns `None` and the caller keeps candle's matrix
+//! product. Results agree with candle's to float rounding (tested).
 //!
 //! This file holds the layer and its threading; the rest by concept:
 //! `panels` packs the weights, `float`, `bf16` and `int8` compute at each
 //! [`Precision`] (the int8 arithmetic itself is [`super::int8`]'s),
-//! `activation` is the bias-and-GELU step every kernel ends with, and
+//! `activation` is the bias-and-GELU step every kernel ends with,
+//! `avx2` computes f32 and f16 panels on CPUs without AVX-512, and
 //! `precision` names the precisions and says which this CPU has.
 
 mod activation;
+mod avx2;
 mod bf16;
 mod float;
 mod int8;
@@ -58,11 +61,37 @@ pub struct PackedDense {
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
+    /// The vector width the kernels run at.
+    simd: Simd,
+}
+
+/// The vector instructions a packed layer computes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Simd {
+    /// 512-bit registers: every precision.
+    Avx512,
+    /// 256-bit registers with FMA and F16C: f32 (and f16 weights) only.
+    Avx2,
+}
+
+impl Simd {
+    /// The widest this CPU has for `precision`, if any.
+    fn for_precision(precision: Precision) -> Option<Simd> {
+        if !precision.available() {
+            None
+        } else if avx512_available() {
+            Some(Simd::Avx512)
+        } else if precision == Precision::F32 && avx2_available() {
+            Some(Simd::Avx2)
+        } else {
+            None
+        }
+    }
 }
 
 impl PackedDense {
     /// Packs `weight` `(outputs, inputs)` and `bias` `(outputs)`, or `None`
-    /// when this CPU has no AVX-512F.
+    /// when this CPU has neither AVX-512F nor AVX2 with FMA.
     pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Option<Self>> {
         Self::with_precision(weight, bias, Precision::F32)
     }
@@ -74,10 +103,10 @@ impl PackedDense {
         bias: &Tensor,
         precision: Precision,
     ) -> Result<Option<Self>> {
-        if !avx512_available() || !precision.available() {
-            return Ok(None);
+        match Simd::for_precision(precision) {
+            Some(simd) => Self::pack(weight, bias, precision, simd).map(Some),
+            None => Ok(None),
         }
-        Self::pack(weight, bias, precision).map(Some)
     }
 
     /// `activation(x · Wᵀ + b)` over the last dimension of `x`.
@@ -103,9 +132,15 @@ impl PackedDense {
             .max(1);
         let per_thread = rows.div_ceil(threads).div_ceil(ROWS) * ROWS;
         let work = |(input, output): (&[f32], &mut [f32])| {
+            let rows = input.len() / self.inputs;
             // SAFETY: `new` returned this value only after checking that the
-            // CPU has AVX-512F; the slices hold whole rows of input and output.
-            unsafe { self.compute(input, input.len() / self.inputs, output, activation) }
+            // CPU has `self.simd`; the slices hold whole rows of input and output.
+            unsafe {
+                match self.simd {
+                    Simd::Avx512 => self.compute(input, rows, output, activation),
+                    Simd::Avx2 => self.compute_avx2(input, rows, output, activation),
+                }
+            }
         };
         if threads == 1 {
             work((&input[..], &mut output));
@@ -146,7 +181,23 @@ impl PackedDense {
         rows: usize,
         output: &mut [f32],
         act: Activation,
+        fill: impl FnMut(usize, usize, usize, &mut [[f32; PANEL]; ROWS]),
+    ) {
+        self.tiles_finished_by(rows, output, fill, |tile, bias| {
+            // SAFETY: this function runs only where the CPU has AVX-512F.
+            unsafe { activation::kernel::finish(tile, bias, act) }
+        })
+    }
+
+    /// [`PackedDense::panels_over_row_tiles`] with `finish(tile, bias)` adding
+    /// the bias and applying the activation at whatever width the caller has.
+    #[inline(always)]
+    fn tiles_finished_by(
+        &self,
+        rows: usize,
+        output: &mut [f32],
         mut fill: impl FnMut(usize, usize, usize, &mut [[f32; PANEL]; ROWS]),
+        finish: impl Fn(&mut [[f32; PANEL]], &[f32]),
     ) {
         for panel in 0..self.outputs.div_ceil(PANEL) {
             let first = panel * PANEL;
@@ -157,7 +208,7 @@ impl PackedDense {
                 let take = ROWS.min(rows - row);
                 let mut tile = [[0f32; PANEL]; ROWS];
                 fill(panel, row, take, &mut tile);
-                activation::kernel::finish(&mut tile[..take], bias, act);
+                finish(&mut tile[..take], bias);
                 for (r, values) in tile.iter().take(take).enumerate() {
                     let at = (row + r) * self.outputs + first;
                     output[at..at + width].copy_from_slice(&values[..width]);
@@ -173,6 +224,20 @@ fn avx512_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the CPU has AVX2 with FMA and F16C, which the 256-bit f32 kernel needs.
+fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

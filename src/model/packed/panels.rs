@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{bf16, PackedDense, Precision, PANEL};
+use super::{bf16, PackedDense, Precision, Simd, PANEL};
 use crate::model::int8::Int8Panels;
 
 /// Packed weights: f32, f16 when that loses nothing, or bf16 pairs.
@@ -18,8 +18,14 @@ pub(super) enum Panels {
 }
 
 impl PackedDense {
-    /// Packs `weight` `(outputs, inputs)` and `bias` `(outputs)` for `precision`.
-    pub(super) fn pack(weight: &Tensor, bias: &Tensor, precision: Precision) -> Result<Self> {
+    /// Packs `weight` `(outputs, inputs)` and `bias` `(outputs)` for
+    /// `precision`, to be computed with `simd`.
+    pub(super) fn pack(
+        weight: &Tensor,
+        bias: &Tensor,
+        precision: Precision,
+        simd: Simd,
+    ) -> Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
         let rows = weight.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let panel_count = outputs.div_ceil(PANEL);
@@ -47,6 +53,7 @@ impl PackedDense {
             bias,
             inputs,
             outputs,
+            simd,
         })
     }
 }
