@@ -96,9 +96,17 @@ mod kernel {
         while from < k {
             let inputs = from..k.min(from + BLOCK);
             for half in [0, PANEL / 2] {
+                // Seven or eight rows as two groups of three or four: a
+                // group of one or two has too few sums in flight to keep
+                // both FMA units busy.
+                let most = if take > GROUP {
+                    take.div_ceil(2)
+                } else {
+                    GROUP
+                };
                 let mut first = 0;
                 while first < take {
-                    let group = GROUP.min(take - first);
+                    let group = most.min(take - first);
                     let x = &x[first * k..];
                     let out = &mut tile[first..first + group];
                     let i = inputs.clone();
