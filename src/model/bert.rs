@@ -145,7 +145,7 @@ impl Dense {
         let y = matmul(x, weight_t, &self.bias)?;
         match activation {
             Activation::Identity => Ok(y),
-            Activation::Gelu => y.gelu_erf(),
+            Activation::Gelu => super::gelu::gelu_erf(&y),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dir;
 pub mod dropout;
 pub mod features;
+pub(crate) mod gelu;
 mod int8;
 pub mod packed;
 pub mod tokenizer;

@@ -85,8 +85,8 @@ impl MlmHead {
     fn forward(&self, hidden: &Tensor, word_embeddings: &Tensor) -> candle_core::Result<Tensor> {
         let x = hidden
             .matmul(&self.dense_w.t()?)?
-            .broadcast_add(&self.dense_b)?
-            .gelu_erf()?;
+            .broadcast_add(&self.dense_b)?;
+        let x = crate::model::gelu::gelu_erf(&x)?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;

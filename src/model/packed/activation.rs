@@ -11,7 +11,7 @@ pub enum Activation {
 }
 
 /// GELU with erf from a rational approximation accurate to a few f32 ulps on
-/// [-4, 4] (beyond which erf is ±1 in f32); the coefficients are the
+/// (-4, 4), and ±1 beyond (as erf is in f32); the coefficients are the
 /// minimax fit Eigen and XLA use for f32 erf.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
@@ -33,7 +33,12 @@ pub fn erf(x: f32) -> f32 {
     q = x2.mul_add(q, -1.682_827e-3);
     q = x2.mul_add(q, -7.373_329_2e-3);
     q = x2.mul_add(q, -1.426_473_9e-2);
-    x * p / q
+    // ±1 exactly where erf rounds to it, so GELU is 0 far below zero.
+    if x.abs() >= 4.0 {
+        1f32.copysign(x)
+    } else {
+        x * p / q
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -101,7 +106,9 @@ pub(super) mod kernel {
         for b in [-1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2] {
             q = _mm512_fmadd_ps(x2, q, c(b));
         }
-        _mm512_div_ps(_mm512_mul_ps(x, p), q)
+        let y = _mm512_div_ps(_mm512_mul_ps(x, p), q);
+        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, c(4.0)), y, c(1.0));
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, c(-4.0)), y, c(-1.0))
     }
 }
 
@@ -118,5 +125,15 @@ mod tests {
             worst = worst.max((erf(x as f32) as f64 - exact).abs());
         }
         assert!(worst < 4e-7, "worst error {worst}");
+    }
+
+    #[test]
+    fn gelu_far_below_zero_is_zero_and_far_above_is_the_input() {
+        for x in [-6.0f32, -30.0, -1e6] {
+            assert_eq!(gelu(x), 0.0, "gelu({x})");
+        }
+        for x in [6.0f32, 30.0, 1e6] {
+            assert_eq!(gelu(x), x, "gelu({x})");
+        }
     }
 }
