@@ -118,8 +118,9 @@ $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 # docs/uncertainty.md); sentiment's 8,069 training texts are subsampled to 3.1 MB.
 $candor calibrate --model "$stage/final" --data "$work/split/calibration.jsonl" \
   --reference "$work/split/train.jsonl" "${ood[@]}" "${neighbours[@]}" --mc-samples 30
+# 1,000 texts of each OOD set, as scripts/measure-uncertainty.sh reports.
 $candor eval --model "$stage/final" --data "$work/split/test.jsonl" --reference "$work/split/train.jsonl" \
-  "${ood[@]}" --mc-samples 30 --json > "$stage/final/eval.json.new"
+  "${ood[@]}" --max-ood 1000 --mc-samples 30 --json > "$stage/final/eval.json.new"
 mv "$stage/final/eval.json.new" "$stage/final/eval.json"
 fi
 ls -l "$stage/final"
