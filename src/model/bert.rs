@@ -19,8 +19,9 @@ const MASKED_SCORE: f64 = -1e9;
 /// Which kernels a model instance uses.
 ///
 /// candle's fused `layer_norm` and `softmax_last_dim` record no backward pass,
-/// so a model being trained must use the composed, differentiable versions;
-/// inference uses the fast ones. Both compute the same function.
+/// so a model being trained must use differentiable versions (candor's own
+/// LayerNorm, candle's composed softmax); inference uses the fast ones. Both
+/// compute the same function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
     /// Composed operations that gradients flow through.
@@ -88,13 +89,7 @@ impl LayerNorm {
                 self.eps as f32,
             ),
             Kernels::Differentiable => {
-                let mean = x.mean_keepdim(D::Minus1)?;
-                let centred = x.broadcast_sub(&mean)?;
-                let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-                let normed = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-                normed
-                    .broadcast_mul(&self.weight)?
-                    .broadcast_add(&self.bias)
+                super::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)
             }
         }
     }
