@@ -14,7 +14,7 @@ pub mod dropout;
 pub mod features;
 pub(crate) mod gelu;
 mod int8;
-mod layer_norm;
+pub(crate) mod layer_norm;
 pub mod packed;
 pub mod tokenizer;
 mod view;

@@ -87,11 +87,7 @@ impl MlmHead {
             .matmul(&self.dense_w.t()?)?
             .broadcast_add(&self.dense_b)?;
         let x = crate::model::gelu::gelu_erf(&x)?;
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let x = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-        let x = x.broadcast_mul(&self.norm_w)?.broadcast_add(&self.norm_b)?;
+        let x = crate::model::layer_norm::layer_norm(&x, &self.norm_w, &self.norm_b, self.eps)?;
         x.matmul(&word_embeddings.t()?)?.broadcast_add(&self.bias)
     }
 }

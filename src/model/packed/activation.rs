@@ -18,21 +18,33 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// The numerator's coefficients of [`erf`]'s rational function of `x²`,
+/// highest power first (it is multiplied by `x`).
+pub(super) const ERF_P: [f32; 7] = [
+    -2.726_142_3e-10,
+    2.770_681_4e-8,
+    -2.101_024e-6,
+    -5.692_506_4e-5,
+    -7.349_906_3e-4,
+    -2.954_600_1e-3,
+    -1.609_603_3e-2,
+];
+/// The denominator's, highest power first.
+pub(super) const ERF_Q: [f32; 5] = [
+    -1.456_607_2e-5,
+    -2.133_740_6e-4,
+    -1.682_827e-3,
+    -7.373_329_2e-3,
+    -1.426_473_9e-2,
+];
+
 /// erf in f32 (see [`gelu`]).
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = x2.mul_add(-2.726_142_3e-10, 2.770_681_4e-8);
-    p = x2.mul_add(p, -2.101_024e-6);
-    p = x2.mul_add(p, -5.692_506_4e-5);
-    p = x2.mul_add(p, -7.349_906_3e-4);
-    p = x2.mul_add(p, -2.954_600_1e-3);
-    p = x2.mul_add(p, -1.609_603_3e-2);
-    let mut q = x2.mul_add(-1.456_607_2e-5, -2.133_740_6e-4);
-    q = x2.mul_add(q, -1.682_827e-3);
-    q = x2.mul_add(q, -7.373_329_2e-3);
-    q = x2.mul_add(q, -1.426_473_9e-2);
+    let p = ERF_P[1..].iter().fold(ERF_P[0], |p, &c| x2.mul_add(p, c));
+    let q = ERF_Q[1..].iter().fold(ERF_Q[0], |q, &c| x2.mul_add(q, c));
     // ±1 exactly where erf rounds to it, so GELU is 0 far below zero.
     if x.abs() >= 4.0 {
         1f32.copysign(x)
@@ -44,7 +56,7 @@ pub fn erf(x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod kernel {
     use super::super::PANEL;
-    use super::Activation;
+    use super::{Activation, ERF_P, ERF_Q};
     use std::arch::x86_64::*;
 
     /// Adds the bias and applies the activation to each row of `tile`.
@@ -92,18 +104,12 @@ pub(super) mod kernel {
         let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
         let x2 = _mm512_mul_ps(x, x);
         let c = _mm512_set1_ps;
-        let mut p = _mm512_fmadd_ps(x2, c(-2.726_142_3e-10), c(2.770_681_4e-8));
-        for a in [
-            -2.101_024e-6,
-            -5.692_506_4e-5,
-            -7.349_906_3e-4,
-            -2.954_600_1e-3,
-            -1.609_603_3e-2,
-        ] {
+        let mut p = c(ERF_P[0]);
+        for &a in &ERF_P[1..] {
             p = _mm512_fmadd_ps(x2, p, c(a));
         }
-        let mut q = _mm512_fmadd_ps(x2, c(-1.456_607_2e-5), c(-2.133_740_6e-4));
-        for b in [-1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2] {
+        let mut q = c(ERF_Q[0]);
+        for &b in &ERF_Q[1..] {
             q = _mm512_fmadd_ps(x2, q, c(b));
         }
         let y = _mm512_div_ps(_mm512_mul_ps(x, p), q);

@@ -50,6 +50,7 @@ impl PackedDense {
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
+    use super::super::activation::{ERF_P, ERF_Q};
     use super::{Activation, PANEL, ROWS};
     use std::arch::x86_64::*;
 
@@ -201,18 +202,12 @@ mod kernel {
         let c = _mm256_set1_ps;
         let x = _mm256_min_ps(_mm256_max_ps(x, c(-4.0)), c(4.0));
         let x2 = _mm256_mul_ps(x, x);
-        let mut p = _mm256_fmadd_ps(x2, c(-2.726_142_3e-10), c(2.770_681_4e-8));
-        for a in [
-            -2.101_024e-6,
-            -5.692_506_4e-5,
-            -7.349_906_3e-4,
-            -2.954_600_1e-3,
-            -1.609_603_3e-2,
-        ] {
+        let mut p = c(ERF_P[0]);
+        for &a in &ERF_P[1..] {
             p = _mm256_fmadd_ps(x2, p, c(a));
         }
-        let mut q = _mm256_fmadd_ps(x2, c(-1.456_607_2e-5), c(-2.133_740_6e-4));
-        for b in [-1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2] {
+        let mut q = c(ERF_Q[0]);
+        for &b in &ERF_Q[1..] {
             q = _mm256_fmadd_ps(x2, q, c(b));
         }
         let y = _mm256_div_ps(_mm256_mul_ps(x, p), q);
