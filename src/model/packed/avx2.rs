@@ -2,7 +2,7 @@
 //! 512-bit kernel's sums in the same order (one fused multiply-add chain per
 //! output over the inputs), eight lanes at a time, so the same bits.
 
-use super::{Activation, PackedDense, Panels, CHUNK_BYTES, PANEL, ROWS};
+use super::{Activation, PackedDense, Panels, PANEL, ROWS};
 
 impl PackedDense {
     /// [`PackedDense::compute`] for a layer packed for [`super::Simd::Avx2`].
@@ -16,12 +16,7 @@ impl PackedDense {
         act: Activation,
     ) {
         let k = self.inputs.max(1);
-        let chunk = (CHUNK_BYTES / (k * 4)).max(ROWS) / ROWS * ROWS;
-        let mut start = 0;
-        while start < rows {
-            let end = rows.min(start + chunk);
-            let x = &input[start * k..end * k];
-            let out = &mut output[start * self.outputs..end * self.outputs];
+        self.in_float_chunks(input, rows, output, |x, out, rows| {
             let fill = |panel: usize, row: usize, take: usize, tile: &mut [[f32; PANEL]; ROWS]| {
                 let span = panel * k * PANEL..(panel + 1) * k * PANEL;
                 let x = &x[row * k..(row + take) * k];
@@ -35,11 +30,10 @@ impl PackedDense {
                 }
             };
             // SAFETY: as above.
-            self.tiles_finished_by(end - start, out, fill, |tile, bias| unsafe {
+            self.tiles_finished_by(rows, out, fill, |tile, bias| unsafe {
                 kernel::finish(tile, bias, act)
             });
-            start = end;
-        }
+        });
     }
 
     #[cfg(not(target_arch = "x86_64"))]

@@ -15,14 +15,8 @@ impl PackedDense {
         act: Activation,
     ) {
         let k = self.inputs.max(1);
-        // Rows in chunks that stay in the core's L2 while every panel passes over them.
-        let chunk = (CHUNK_BYTES / (k * 4)).max(ROWS) / ROWS * ROWS;
-        let mut start = 0;
-        while start < rows {
-            let end = rows.min(start + chunk);
-            let x = &input[start * k..end * k];
-            let out = &mut output[start * self.outputs..end * self.outputs];
-            self.panels_over_row_tiles(end - start, out, act, |panel, row, take, tile| {
+        self.in_float_chunks(input, rows, output, |x, out, rows| {
+            let fill = |panel: usize, row: usize, take: usize, tile: &mut [[f32; PANEL]; ROWS]| {
                 let span = panel * k * PANEL..(panel + 1) * k * PANEL;
                 let x = &x[row * k..(row + take) * k];
                 // SAFETY: the caller checked the CPU has AVX-512F.
@@ -33,8 +27,29 @@ impl PackedDense {
                         unreachable!("compute sends bf16 and int8 panels to their own loops")
                     }
                 }
-            });
-            start = end;
+            };
+            // SAFETY: as above.
+            unsafe { self.panels_over_row_tiles(rows, out, act, fill) }
+        });
+    }
+
+    /// `each(x, out, rows)` over chunks of `rows` input rows (and their
+    /// output rows) small enough to stay in the core's L2 while every panel
+    /// passes over them: the f32 and f16 loops of every vector width.
+    #[inline(always)]
+    pub(super) fn in_float_chunks(
+        &self,
+        input: &[f32],
+        rows: usize,
+        output: &mut [f32],
+        mut each: impl FnMut(&[f32], &mut [f32], usize),
+    ) {
+        let k = self.inputs.max(1);
+        let chunk = (CHUNK_BYTES / (k * 4)).max(ROWS) / ROWS * ROWS;
+        for start in (0..rows).step_by(chunk) {
+            let end = rows.min(start + chunk);
+            let out = &mut output[start * self.outputs..end * self.outputs];
+            each(&input[start * k..end * k], out, end - start);
         }
     }
 }
