@@ -6,12 +6,14 @@
 #   prune   fine-tune all 6 layers, prune the vocabulary to the training
 #           split's word pieces (trec6: and the SMS texts'); over 25 MB here
 #   direct  give MiniLM a fresh head (scripts/minilm-head.py), keep its first
-#           LAYERS layers, prune the vocabulary, fine-tune that [sentiment, 4]
+#           LAYERS layers, prune the vocabulary, fine-tune that
 #   distil  fine-tune all 6 layers, keep LAYERS of them evenly spaced, prune
-#           the vocabulary, distil the fine-tuned model into it [trec6, 6
-#           layers of WIDTH 1024]
+#           the vocabulary, distil the fine-tuned model into it [sentiment: 4
+#           layers, trec6: 6 layers, each of WIDTH 1024]
 # then store f16, calibrate and evaluate on the test split, and copy the
-# result to OUT (models/NAME; "-" to skip) with a README of how it was made.
+# result to OUT (models/NAME; "-" to skip) with a README of how it was made,
+# the training run's metrics.json and training_curves.png, and the test
+# split's reliability.png and risk_coverage.png.
 # Work goes to work/NAME (the split, the fine-tuned model work/NAME/full) and
 # work/NAME/MODE-LAYERS[-wWIDTH]; each step is skipped when its output exists.
 # Settings: MODE, LAYERS, WIDTH (distil only: feed-forward neurons kept per
@@ -23,14 +25,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/build-models.sh sentiment|trec6}"
-mode_default=distil
-[ "$name" = sentiment ] && mode_default=direct
-mode="${MODE:-$mode_default}"
+mode="${MODE:-distil}"
 layers="${LAYERS:-$([ "$mode" = prune ] && echo 6 || echo 4)}"
 width="${WIDTH:-}"
-# trec6's shipped recipe: all six layers, each narrowed to 1,024 neurons.
-if [ "$name" = trec6 ] && [ "$mode" = distil ] && [ -z "${LAYERS:-}${WIDTH:-}" ]; then
-  layers=6 width=1024
+# The shipped recipes: sentiment 4 layers, trec6 all six, each layer narrowed
+# to 1,024 feed-forward neurons.
+if [ "$mode" = distil ] && [ -z "${LAYERS:-}${WIDTH:-}" ]; then
+  width=1024
+  [ "$name" = trec6 ] && layers=6
 fi
 [ -z "$width" ] || [ "$mode" = distil ] || { echo "WIDTH needs MODE=distil" >&2; exit 2; }
 epochs="${EPOCHS:-3}"
@@ -129,7 +131,11 @@ ls -l "$stage/final"
 step "install in $out"
 rm -rf "$out.new"
 cp -r "$stage/final" "$out.new"
-$candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 > "$out.new/test.md"
+$candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 --plots "$out.new" > "$out.new/test.md"
+# The training run's record (of the model before f16 storage).
+for file in metrics.json training_curves.png; do
+  [ ! -f "$source_dir/$file" ] || cp "$source_dir/$file" "$out.new/"
+done
 {
   echo "# $name"
   echo
