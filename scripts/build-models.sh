@@ -131,6 +131,7 @@ ls -l "$stage/final"
 step "install in $out"
 rm -rf "$out.new"
 cp -r "$stage/final" "$out.new"
+rm "$out.new/eval.json"   # the build's record; the card below carries the test figures
 $candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 --plots "$out.new" > "$out.new/test.md"
 # The training run's record (of the model before f16 storage).
 for file in metrics.json training_curves.png; do
