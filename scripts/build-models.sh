@@ -113,7 +113,7 @@ case "$mode" in
     source_dir="$stage/distilled" ;;
   *) echo "unknown MODE '$mode': prune, direct or distil" >&2; exit 2 ;;
 esac
-if [ ! -f "$stage/final/eval.json" ]; then
+if [ ! -f "$stage/final/eval.json" ] || [ ! -f "$stage/eval/test.md" ]; then
 step "store f16, calibrate and evaluate"
 $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 # The OOD sets choose the distance to the training data by measurement (see
@@ -121,9 +121,12 @@ $candor compress --model "$source_dir" --f16 --out "$stage/final" --force
 $candor calibrate --model "$stage/final" --data "$work/split/calibration.jsonl" \
   --reference "$work/split/train.jsonl" "${ood[@]}" "${neighbours[@]}" --mc-samples 30
 # 1,000 texts of each OOD set, as scripts/measure-uncertainty.sh reports.
+# One evaluation gives the card's tables, its pictures and eval.json.
+rm -rf "$stage/eval" && mkdir "$stage/eval"
 $candor eval --model "$stage/final" --data "$work/split/test.jsonl" --reference "$work/split/train.jsonl" \
-  "${ood[@]}" --max-ood 1000 --mc-samples 30 --json > "$stage/final/eval.json.new"
-mv "$stage/final/eval.json.new" "$stage/final/eval.json"
+  "${ood[@]}" --max-ood 1000 --mc-samples 30 --plots "$stage/eval" \
+  --json-out "$stage/eval/eval.json" > "$stage/eval/test.md"
+mv "$stage/eval/eval.json" "$stage/final/eval.json"
 fi
 ls -l "$stage/final"
 [ "$out" = - ] && exit 0
@@ -132,7 +135,7 @@ step "install in $out"
 rm -rf "$out.new"
 cp -r "$stage/final" "$out.new"
 rm "$out.new/eval.json"   # the build's record; the card below carries the test figures
-$candor eval --model "$out.new" --data "$work/split/test.jsonl" --mc-samples 30 --plots "$out.new" > "$out.new/test.md"
+cp "$stage/eval/reliability.png" "$stage/eval/risk_coverage.png" "$out.new/"
 # The training run's record (of the model before f16 storage).
 for file in metrics.json training_curves.png; do
   [ ! -f "$source_dir/$file" ] || cp "$source_dir/$file" "$out.new/"
@@ -159,11 +162,13 @@ done
   echo "MODE=$mode LAYERS=$layers ${width:+WIDTH=$width }SEED=$seed scripts/build-models.sh $name"
   echo '```'
   echo
-  echo "## Test split (\`candor eval --model $out --data $work/split/test.jsonl --mc-samples 30\`)"
+  echo "## Test split"
   echo
-  cat "$out.new/test.md"
+  echo "\`candor eval --model $out --data $work/split/test.jsonl --reference $work/split/train.jsonl"
+  echo "${ood[*]} --max-ood 1000 --mc-samples 30\`, run by the build:"
+  echo
+  cat "$stage/eval/test.md"
 } > "$out.new/README.md"
-rm "$out.new/test.md"
 rm -rf "$out"
 mv "$out.new" "$out"
 echo "installed $out"

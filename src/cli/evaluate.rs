@@ -209,6 +209,9 @@ pub struct EvalArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as JSON to this file (the tables still print).
+    #[arg(long, conflicts_with = "json")]
+    pub json_out: Option<PathBuf>,
 }
 
 pub(super) fn run_eval(args: &EvalArgs, precision: Precision) -> anyhow::Result<()> {
@@ -254,6 +257,11 @@ pub(super) fn run_eval(args: &EvalArgs, precision: Precision) -> anyhow::Result<
     if let Some(dir) = &args.plots {
         let targets = evaluate::targets(&classifier, &examples)?;
         report::draw_pictures(dir, &report, &predictions, &targets, &ood)?;
+    }
+    if let Some(path) = &args.json_out {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

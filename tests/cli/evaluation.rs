@@ -22,6 +22,16 @@ fn eval_prints_a_table_of_the_deterministic_and_mc_dropout_predictors() {
     );
 }
 
+#[test]
+fn eval_can_print_the_tables_and_write_the_json_report_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("eval.json");
+    let table = eval_tiny(dir.path(), &["--json-out", report.to_str().unwrap()]);
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(table.contains("deterministic"), "{table}");
+    assert_eq!(json["examples"], 50, "{json}");
+}
+
 /// Runs `candor eval` of the tiny model with 3 MC-dropout samples and
 /// `options` on the first 50 questions of trec6 (written in `dir`); returns
 /// what it printed.
